@@ -1,0 +1,186 @@
+"""Compile validated campaigns into an immutable :class:`CampaignIndex` (pure, no I/O).
+
+Bitsets run over *clauses* (a campaign's spec expanded by ``any_of``); clause
+``j`` belongs to campaign ``owner[j]``. Every targeting dimension becomes rows
+of one matrix ``rows: uint64[n_rows, n_words]``:
+
+- single-valued dimensions (geo leaf, gender, age, scene): one row per domain
+  value, bit set when the clause allows that value (unconstrained clauses
+  allow all values, including 0 = unknown);
+- time: one block of 336 half-hour rows per time zone, a clause's bits only in
+  its campaign's zone block;
+- tags: ``any`` blocks (one row per tag plus a last "unconstrained" row), an
+  ``all`` block (clauses that require the tag) and a ``none`` block.
+
+The matcher then needs one gather and a couple of reductions per request.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import bitset
+from .rules import Campaign
+from .taxonomy import AGE_DOMAIN, SLOTS, Taxonomy
+
+
+@dataclass(frozen=True, eq=False)
+class CampaignIndex:
+    """Campaign-side index. Arrays are indexed by campaign (``n``) or clause (``m``)."""
+
+    version: str
+    campaigns: tuple[Campaign, ...]  # sorted by id: index order breaks eCPM ties
+    ids: tuple[str, ...]
+    position: dict[str, int]
+    owner: np.ndarray  # int32[m]: campaign of each clause
+    n_words: int  # words per clause bitset
+    rows: np.ndarray  # uint64[n_rows, n_words]
+    geo_base: int
+    gender_base: int
+    age_base: int
+    scene_base: int
+    time_base: tuple[int, ...]  # per zone in ``zones``
+    zones: tuple[str, ...]
+    zone_of: np.ndarray  # int16[n]: index into ``zones``
+    any_base: tuple[int, ...]  # per any-slot; row any_base[k] + n_tags is "unconstrained"
+    all_base: int
+    none_base: int
+    all_tags_used: np.ndarray  # int32[]: tag indices that appear in some ``all``
+    tag_index: dict[str, int]
+    # campaign-level arrays
+    active: np.ndarray  # bool[n]: status == active
+    start_day: np.ndarray  # int32[n]: proleptic ordinal of start (0 = open)
+    end_day: np.ndarray  # int32[n]: ordinal of end (2**31-1 = open)
+    bid: np.ndarray  # float64[n]
+    is_cpc: np.ndarray  # bool[n]
+    category: np.ndarray  # int16[n]: index into taxonomy categories
+    prior_ctr: np.ndarray  # float64[n]
+    needs_store: np.ndarray  # bool[m]: clause needs retargeting, cap or budget state
+    store_words: np.ndarray  # uint64[n_words]: bitset of ``needs_store`` clauses
+    _live_cache: dict[tuple[int, ...], np.ndarray] = field(default_factory=dict)
+
+    @property
+    def n_campaigns(self) -> int:
+        return len(self.campaigns)
+
+    @property
+    def n_clauses(self) -> int:
+        return int(self.owner.size)
+
+    def live_words(self, days: tuple[int, ...]) -> np.ndarray:
+        """uint64[n_words]: clauses whose campaign is active and in flight.
+
+        ``days[z]`` is today's ordinal in zone ``zones[z]``. Cached: days change rarely.
+        """
+        hit = self._live_cache.get(days)
+        if hit is None:
+            today = np.asarray(days, dtype=np.int32)[self.zone_of]
+            live = self.active & (self.start_day <= today) & (today <= self.end_day)
+            hit = bitset.pack(live[self.owner])
+            if len(self._live_cache) > 64:
+                self._live_cache.clear()
+            self._live_cache[days] = hit
+        return hit
+
+
+def compile_campaigns(campaigns: Sequence[Campaign], taxonomy: Taxonomy, version: str) -> CampaignIndex:
+    """Build the index. Campaigns are re-sorted by id."""
+    camps = tuple(sorted(campaigns, key=lambda c: c.id))
+    owner_list: list[int] = []
+    clauses = []
+    for ci, c in enumerate(camps):
+        for cl in c.clauses:
+            owner_list.append(ci)
+            clauses.append(cl)
+    m = len(clauses)
+    tags = taxonomy.tag_ids
+    tag_index = {t: i for i, t in enumerate(tags)}
+    n_tags = len(tags)
+    zones = tuple(sorted({c.timezone for c in camps})) or ("Asia/Shanghai",)
+    zone_pos = {z: i for i, z in enumerate(zones)}
+    k_any = max((len(cl.tags_any) for cl in clauses), default=0)
+
+    geo_base = 0
+    gender_base = geo_base + taxonomy.geo_domain
+    age_base = gender_base + 3
+    scene_base = age_base + AGE_DOMAIN
+    t0 = scene_base + taxonomy.scene_domain
+    time_base = tuple(t0 + z * SLOTS for z in range(len(zones)))
+    a0 = t0 + len(zones) * SLOTS
+    any_base = tuple(a0 + k * (n_tags + 1) for k in range(k_any))
+    all_base = a0 + k_any * (n_tags + 1)
+    none_base = all_base + n_tags
+    n_rows = none_base + n_tags
+
+    dense = np.zeros((n_rows, max(m, 1)), dtype=bool)
+    all_used: set[int] = set()
+    for j, cl in enumerate(clauses):
+        _fill(dense[:, j], geo_base, taxonomy.geo_domain, cl.geo)
+        _fill(dense[:, j], gender_base, 3, cl.gender)
+        _fill(dense[:, j], age_base, AGE_DOMAIN, cl.age)
+        _fill(dense[:, j], scene_base, taxonomy.scene_domain, cl.scene)
+        tb = time_base[zone_pos[camps[owner_list[j]].timezone]]
+        _fill(dense[:, j], tb, SLOTS, cl.slots)
+        for k in range(k_any):
+            if k < len(cl.tags_any):
+                for t in cl.tags_any[k]:
+                    dense[any_base[k] + tag_index[t], j] = True
+            else:
+                dense[any_base[k] + n_tags, j] = True
+        for t in cl.tags_all:
+            dense[all_base + tag_index[t], j] = True
+            all_used.add(tag_index[t])
+        for t in cl.tags_none:
+            dense[none_base + tag_index[t], j] = True
+    rows = bitset.pack(dense[:, :m]) if m else np.zeros((n_rows, 1), dtype=np.uint64)
+    rows.setflags(write=False)
+
+    owner = np.asarray(owner_list, dtype=np.int32)
+    cat_ids = list(taxonomy.categories)
+    needs = np.array([camps[o].needs_store for o in owner_list], dtype=bool)
+    return CampaignIndex(
+        version=version,
+        campaigns=camps,
+        ids=tuple(c.id for c in camps),
+        position={c.id: i for i, c in enumerate(camps)},
+        owner=owner,
+        n_words=rows.shape[1],
+        rows=rows,
+        geo_base=geo_base,
+        gender_base=gender_base,
+        age_base=age_base,
+        scene_base=scene_base,
+        time_base=time_base,
+        zones=zones,
+        zone_of=np.array([zone_pos[c.timezone] for c in camps], dtype=np.int16),
+        any_base=any_base,
+        all_base=all_base,
+        none_base=none_base,
+        all_tags_used=np.array(sorted(all_used), dtype=np.int32),
+        tag_index=tag_index,
+        active=np.array([c.status == "active" for c in camps], dtype=bool),
+        start_day=np.array([c.start.toordinal() if c.start else 0 for c in camps], dtype=np.int32),
+        end_day=np.array([c.end.toordinal() if c.end else 2**31 - 1 for c in camps], dtype=np.int32),
+        bid=np.array([c.bid for c in camps], dtype=np.float64),
+        is_cpc=np.array([c.bid_type == "cpc" for c in camps], dtype=bool),
+        category=np.array([cat_ids.index(c.category) for c in camps], dtype=np.int16),
+        prior_ctr=np.array([taxonomy.categories[c.category].prior_ctr for c in camps], dtype=np.float64),
+        needs_store=needs,
+        store_words=bitset.pack(needs) if m else np.zeros(1, dtype=np.uint64),
+    )
+
+
+def _fill(col: np.ndarray, base: int, size: int, allowed: frozenset[int] | None) -> None:
+    if allowed is None:
+        col[base : base + size] = True
+    else:
+        for v in allowed:
+            col[base + v] = True
+
+
+def day_ordinal(d: dt.date) -> int:
+    return d.toordinal()

@@ -1,0 +1,315 @@
+"""The :class:`Engine`: one object behind the HTTP service, the CLI and Python users."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter as Tally
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .compiler import CampaignIndex, compile_campaigns
+from .decide import finish, prepare
+from .errors import NotFound, TargetingError, Unavailable
+from .matcher import moment
+from .request import Request, parse_request, parse_ts
+from .rules import load_rules
+from .scoring import ClickModel, PriorModel
+from .spec import MAX_WINDOW_DAYS, Spec, parse_spec
+from .state import cap_key, counter_ttl, impression_cost, spend_key
+from .stores import Counter, StateStore, StoreUnavailable, open_store
+from .taxonomy import Taxonomy
+
+log = logging.getLogger("targeting")
+MAX_BATCH = 1000
+MIN_EVENT_TTL_DAYS = 30
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What one decision reads: swapped as a whole on reload, so a request never
+    sees half of an old rule set and half of a new one."""
+
+    index: CampaignIndex
+    model: ClickModel
+
+
+class Engine:
+    """Decide, reach, export and record state over one taxonomy and rule set.
+
+    Build with :meth:`load` (paths) or the constructor (objects). ``clock``
+    returns epoch seconds and is the only source of "now".
+    """
+
+    def __init__(
+        self,
+        taxonomy: Taxonomy,
+        index: CampaignIndex,
+        *,
+        store: StateStore | None = None,
+        model: ClickModel | None = None,
+        profiles: Any = None,
+        audience: Any = None,
+        rules_dir: str | Path | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.taxonomy = taxonomy
+        self.store: StateStore = store if store is not None else open_store(None)
+        self.profiles = profiles
+        self.audience = audience
+        self.rules_dir = Path(rules_dir) if rules_dir is not None else None
+        self.clock = clock
+        self._snap = Snapshot(index, model or PriorModel())
+        self._reload_lock = threading.Lock()
+        self.stats: Tally[str] = Tally()
+
+    # ------------------------------------------------------------ building
+    @classmethod
+    def load(
+        cls,
+        rules: str | Path = "rules/",
+        profiles: str | Path | None = None,
+        store: str | StateStore | None = None,
+        model: str | Path | ClickModel | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> Engine:
+        """Load rules (``rules/taxonomy`` + ``rules/campaigns``), optional profiles,
+        a store URL (``None`` = in-memory, ``redis://host:port/db``) and a model dir."""
+        taxonomy = Taxonomy.load(Path(rules) / "taxonomy")
+        ruleset = load_rules(rules, taxonomy)
+        index = compile_campaigns(ruleset.campaigns, taxonomy, ruleset.version)
+        st = open_store(store) if store is None or isinstance(store, str) else store
+        mdl: ClickModel | None
+        if model is None or isinstance(model, ClickModel):
+            mdl = model
+        else:
+            from .model import load_model
+
+            mdl = load_model(model, taxonomy)
+        prof = aud = None
+        if profiles is not None:
+            from .audience import AudienceIndex
+
+            aud = AudienceIndex.open(profiles, taxonomy)
+            prof = aud
+        return cls(taxonomy, index, store=st, model=mdl, profiles=prof, audience=aud, rules_dir=rules, clock=clock)
+
+    @property
+    def index(self) -> CampaignIndex:
+        return self._snap.index
+
+    @property
+    def model(self) -> ClickModel:
+        return self._snap.model
+
+    # ------------------------------------------------------------- decide
+    def decide(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        """One impression → the contract's decide answer. Raises TargetingError on bad input."""
+        return self._decide_many([request], strict=True)[0]
+
+    def decide_batch(self, requests: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Answers in the same order. A bad request gets ``{"request_id", "error"}`` in its
+        place; the others are decided. One store round trip for the whole batch."""
+        if not isinstance(requests, Sequence) or isinstance(requests, (str, bytes)):
+            raise TargetingError("requests is a list of decide requests", path="requests")
+        if len(requests) > MAX_BATCH:
+            raise TargetingError(f"at most {MAX_BATCH} requests per batch, got {len(requests)}",
+                                 path="requests", code="too_large")
+        return self._decide_many(requests, strict=False)
+
+    def _decide_many(self, raws: Sequence[Mapping[str, Any]], strict: bool) -> list[dict[str, Any]]:
+        snap = self._snap
+        now = self.clock()
+        out: list[dict[str, Any] | None] = [None] * len(raws)
+        pendings = []
+        for i, raw in enumerate(raws):
+            try:
+                req = parse_request(raw, self.taxonomy, now, path="" if strict else f"requests[{i}]")
+                if self.profiles is not None:
+                    req = req.with_profile(self.profiles.lookup(req.user_id))
+                pendings.append((i, prepare(snap.index, self.taxonomy, req)))
+            except TargetingError as e:
+                self.stats["decide_invalid"] += 1
+                if strict:
+                    raise
+                rid = raw.get("request_id") if isinstance(raw, Mapping) else None
+                out[i] = {"request_id": rid, "error": e.to_dict()}
+        queries = [(i, p.query) for i, p in pendings if p.query is not None]
+        states: dict[int, Any] = {}
+        degraded: list[str] = []
+        if queries:
+            try:
+                answers = self.store.fetch([q for _, q in queries])
+                states = {i: a for (i, _), a in zip(queries, answers)}
+            except StoreUnavailable as e:
+                degraded = ["store_unavailable"]
+                self.stats["store_unavailable"] += 1
+                log.warning("store unavailable, skipping campaigns that need it: %s", e)
+        for i, p in pendings:
+            needs_state = p.query is not None
+            ans = finish(snap.index, self.taxonomy, snap.model, p, states.get(i),
+                         degraded if needs_state else ())
+            if needs_state and degraded:
+                self.stats["decide_degraded"] += 1
+            self.stats["decisions"] += 1
+            out[i] = ans
+        return [a for a in out if a is not None]
+
+    def pctr(self, request: Mapping[str, Any], campaign_id: str) -> float:
+        """The model's click probability for one request and campaign."""
+        import numpy as np
+
+        snap = self._snap
+        pos = snap.index.position.get(campaign_id)
+        if pos is None:
+            raise NotFound(f"unknown campaign {campaign_id!r}", path="campaign_id")
+        req = parse_request(request, self.taxonomy, self.clock())
+        if self.profiles is not None:
+            req = req.with_profile(self.profiles.lookup(req.user_id))
+        return float(snap.model.predict(req, np.array([pos]), snap.index)[0])
+
+    # ------------------------------------------------------------- state
+    def record_impressions(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """Count impressions toward caps and budgets. Good rows are stored even when
+        others are bad; bad rows come back by index."""
+        import numpy as np
+
+        snap = self._snap
+        idx = snap.index
+        now = self.clock()
+        counters: list[Counter] = []
+        errors: list[dict[str, Any]] = []
+        accepted = 0
+        if not isinstance(rows, Sequence) or isinstance(rows, (str, bytes)):
+            raise TargetingError("impressions is a list", path="impressions")
+        if len(rows) > 10 * MAX_BATCH:
+            raise TargetingError(f"at most {10 * MAX_BATCH} impressions per call", path="impressions",
+                                 code="too_large")
+        for i, row in enumerate(rows):
+            p = f"impressions[{i}]"
+            try:
+                if not isinstance(row, Mapping):
+                    raise TargetingError("an impression is an object", path=p)
+                uid, cid = row.get("user_id"), row.get("campaign_id")
+                if not isinstance(uid, str) or not uid:
+                    raise TargetingError("user_id is required", path=f"{p}.user_id")
+                pos = idx.position.get(cid) if isinstance(cid, str) else None
+                if pos is None:
+                    raise TargetingError(f"unknown campaign {cid!r}", path=f"{p}.campaign_id",
+                                         code="unknown_campaign")
+                ts = now if row.get("ts") is None else parse_ts(row["ts"], f"{p}.ts")
+                if ts > now + 300:
+                    raise TargetingError("ts is in the future", path=f"{p}.ts")
+                price = row.get("price")
+                if price is not None and (isinstance(price, bool) or not isinstance(price, (int, float))
+                                          or not 0 <= price < 1e9):
+                    raise TargetingError("price is a non-negative CPM", path=f"{p}.price")
+            except TargetingError as e:
+                errors.append({"index": i, **e.to_dict()})
+                continue
+            c = idx.campaigns[pos]
+            local = moment(idx.zones, ts).local[idx.zone_of[pos]]
+            if c.cap_per is not None:
+                counters.append(Counter(uid, cap_key(c.id, c.cap_per, local), 1, counter_ttl(c.cap_per)))
+            if c.daily_budget is not None or c.bid_type == "cpc":
+                pctr = 0.0
+                if c.bid_type == "cpc" and price is None:
+                    req = Request(user_id=uid, ts=ts)
+                    if self.profiles is not None:
+                        req = req.with_profile(self.profiles.lookup(uid))
+                    pctr = float(snap.model.predict(req, np.array([pos]), idx)[0])
+                cost = impression_cost(price, c.bid_type, c.bid, pctr)
+                counters.append(Counter("", spend_key(c.id, local), cost, counter_ttl("day")))
+            accepted += 1
+        if counters:
+            try:
+                self.store.add_counters(counters)
+            except StoreUnavailable as e:
+                raise Unavailable(f"state store unavailable, nothing recorded: {e}") from e
+        self.stats["impressions"] += accepted
+        return {"accepted": accepted, "errors": errors}
+
+    def record_events(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """Store retargeting events; bad rows are reported by index, good ones kept."""
+        from .events import parse_events
+
+        if not isinstance(rows, Sequence) or isinstance(rows, (str, bytes)):
+            raise TargetingError("events is a list", path="events")
+        if len(rows) > 10 * MAX_BATCH:
+            raise TargetingError(f"at most {10 * MAX_BATCH} events per call", path="events", code="too_large")
+        known = {c.advertiser for c in self._snap.index.campaigns}
+        good, errors = parse_events(list(rows), known, self.clock())
+        if good:
+            try:
+                self.store.add_events(good, self.event_ttl())
+            except StoreUnavailable as e:
+                raise Unavailable(f"state store unavailable, nothing recorded: {e}") from e
+        self.stats["events"] += len(good)
+        return {"accepted": len(good), "errors": errors}
+
+    def event_ttl(self) -> int:
+        """Events live as long as the longest retargeting window in force (at least 30 days)."""
+        windows = [
+            d
+            for c in self._snap.index.campaigns
+            for cl in c.clauses
+            for rules in (*cl.rt_any, tuple(cl.rt_none))
+            for _, d in rules
+        ]
+        days = max([MIN_EVENT_TTL_DAYS, *windows])
+        return min(days, MAX_WINDOW_DAYS) * 86400 + 86400
+
+    # ------------------------------------------------------------- rules
+    def reload(self, rules_dir: str | Path | None = None) -> dict[str, Any]:
+        """Validate and compile the rules, then swap them in at once. On any error the
+        old index keeps serving and RulesError lists the problems."""
+        d = Path(rules_dir) if rules_dir is not None else self.rules_dir
+        if d is None:
+            raise TargetingError("no rules directory to reload from", path="rules")
+        with self._reload_lock:
+            try:
+                ruleset = load_rules(d, self.taxonomy)
+                index = compile_campaigns(ruleset.campaigns, self.taxonomy, ruleset.version)
+            except TargetingError:
+                self.stats["reload_failed"] += 1
+                raise
+            old = self._snap.index.version
+            self._snap = Snapshot(index, self._snap.model)
+            self.rules_dir = d
+        self.stats["reload_ok"] += 1
+        log.info("rules reloaded: %s -> %s (%d campaigns)", old, index.version, index.n_campaigns)
+        return {"index_version": index.version, "previous_version": old, "campaigns": index.n_campaigns}
+
+    def swap_model(self, model: ClickModel) -> None:
+        self._snap = Snapshot(self._snap.index, model)
+
+    def campaigns(self) -> list[dict[str, Any]]:
+        return [c.summary() for c in self._snap.index.campaigns]
+
+    # ------------------------------------------------------- audiences
+    def parse_spec(self, raw: Any, advertiser: str | None = None) -> Spec:
+        return parse_spec(raw, self.taxonomy, advertiser=advertiser, path="targeting")
+
+    def _audience(self) -> Any:
+        if self.audience is None:
+            raise Unavailable("no profiles loaded: start with --profiles PATH to preview reach or export",
+                              path="profiles")
+        return self.audience
+
+    def reach(self, spec: Any, breakdown: Sequence[str] | None = None, advertiser: str | None = None,
+              **options: Any) -> dict[str, Any]:
+        """Exact audience size (operator view) with optional breakdowns; see targeting.audience."""
+        aud = self._audience()
+        parsed = spec if isinstance(spec, Spec) else self.parse_spec(spec, advertiser)
+        return aud.reach(parsed, breakdown=list(breakdown or ()), advertiser=advertiser,
+                         store=self.store, now=self.clock(), **options)
+
+    def export(self, spec: Any, path: str | Path, advertiser: str | None = None, **options: Any) -> int:
+        """Write the audience's user ids to ``path`` (Parquet, or CSV); returns the row count."""
+        aud = self._audience()
+        parsed = spec if isinstance(spec, Spec) else self.parse_spec(spec, advertiser)
+        return int(aud.export(parsed, path, advertiser=advertiser, store=self.store, now=self.clock(), **options))

@@ -1,0 +1,148 @@
+"""Request → eligible clauses by bitwise operations over a :class:`CampaignIndex`.
+
+Pure: the time of the impression comes in as a :class:`Moment`; store-backed
+checks (retargeting, caps, budgets) happen afterwards, in the engine, on the
+few candidates left.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+import numpy as np
+
+from . import bitset
+from .compiler import CampaignIndex
+
+DIMENSION_ORDER = ("status", "flight", "geo", "time", "gender", "age", "tags", "scene")
+
+
+@dataclass(frozen=True, slots=True)
+class Moment:
+    """An instant seen from each of the index's zones (aligned with ``index.zones``)."""
+
+    ts: float
+    slots: tuple[int, ...]  # half-hour-of-week slot per zone
+    days: tuple[int, ...]  # local date ordinal per zone
+    day_fraction: tuple[float, ...]  # share of the local day elapsed, per zone
+    local: tuple[dt.datetime, ...]
+
+
+def moment(zones: tuple[str, ...], ts: float) -> Moment:
+    """Local slot/date of ``ts`` in each zone; cached per minute since zones rarely change."""
+    minute = int(ts // 60)
+    m = _moment_minute(zones, minute)
+    return Moment(ts, m.slots, m.days, m.day_fraction, m.local)
+
+
+@lru_cache(maxsize=4096)
+def _moment_minute(zones: tuple[str, ...], minute: int) -> Moment:
+    slots, days, frac, local = [], [], [], []
+    for z in zones:
+        t = dt.datetime.fromtimestamp(minute * 60, _zone(z))
+        slots.append(t.weekday() * 48 + t.hour * 2 + t.minute // 30)
+        days.append(t.date().toordinal())
+        frac.append((t.hour * 60 + t.minute) / 1440)
+        local.append(t)
+    return Moment(minute * 60.0, tuple(slots), tuple(days), tuple(frac), tuple(local))
+
+
+@lru_cache(maxsize=64)
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """A request's attributes as domain indices (see :mod:`targeting.taxonomy`)."""
+
+    geo: int
+    gender: int
+    age: int
+    scene: int
+    tags: tuple[int, ...]  # sorted tag indices
+
+
+def match(index: CampaignIndex, p: Point, m: Moment | None) -> np.ndarray:
+    """uint64[index.n_words]: clauses whose targeting (not retargeting) and flight accept ``p`` at ``m``.
+
+    With ``m`` None, time and flight dates are ignored (reach semantics).
+    """
+    rows = index.rows
+    pos = [index.geo_base + p.geo, index.gender_base + p.gender, index.age_base + p.age, index.scene_base + p.scene]
+    groups = [0, 1, 2, 3]
+    if m is not None:
+        groups.append(len(pos))
+        pos.extend(b + s for b, s in zip(index.time_base, m.slots))
+    for base in index.any_base:
+        groups.append(len(pos))
+        pos.extend(base + t for t in p.tags)
+        pos.append(base + len(index.tag_index))
+    ored = np.bitwise_or.reduceat(rows[pos], groups, axis=0)
+    words = np.bitwise_and.reduce(ored, axis=0)
+    neg = _negative_rows(index, p.tags)
+    if neg:
+        words &= ~np.bitwise_or.reduce(rows[neg], axis=0)
+    if m is not None:
+        words &= index.live_words(m.days)
+    return words
+
+
+def _negative_rows(index: CampaignIndex, tags: tuple[int, ...]) -> list[int]:
+    have = set(tags)
+    neg = [index.all_base + int(t) for t in index.all_tags_used if int(t) not in have]
+    if index.none_base < index.rows.shape[0]:
+        neg.extend(index.none_base + t for t in tags)
+    return neg
+
+
+def first_failures(index: CampaignIndex, p: Point, m: Moment) -> dict[int, str]:
+    """For each campaign rejected by targeting: the first dimension (in
+    ``DIMENSION_ORDER``) that rejected it. Keys are campaign positions.
+
+    For a campaign with several clauses, the clause that got furthest decides.
+    Slower than :func:`match`; used only for ``explain``.
+    """
+    rows = index.rows
+    n_tags = len(index.tag_index)
+    today = np.asarray(m.days, dtype=np.int32)[index.zone_of]
+    checks: list[tuple[str, np.ndarray]] = [
+        ("status", bitset.pack(index.active[index.owner])),
+        ("flight", bitset.pack(((index.start_day <= today) & (today <= index.end_day))[index.owner])),
+        ("geo", rows[index.geo_base + p.geo]),
+        ("time", np.bitwise_or.reduce(rows[[b + s for b, s in zip(index.time_base, m.slots)]], axis=0)),
+        ("gender", rows[index.gender_base + p.gender]),
+        ("age", rows[index.age_base + p.age]),
+    ]
+    tag_ok = np.full(index.n_words, ~np.uint64(0), dtype=np.uint64)
+    for base in index.any_base:
+        tag_ok &= np.bitwise_or.reduce(rows[[base + t for t in p.tags] + [base + n_tags]], axis=0)
+    neg = _negative_rows(index, p.tags)
+    if neg:
+        tag_ok &= ~np.bitwise_or.reduce(rows[neg], axis=0)
+    checks.append(("tags", tag_ok))
+    checks.append(("scene", rows[index.scene_base + p.scene]))
+
+    m_clauses = index.n_clauses
+    depth = np.full(m_clauses, len(checks), dtype=np.int16)  # index of first failing check
+    alive = np.ones(m_clauses, dtype=bool)
+    for i, (_, words) in enumerate(checks):
+        ok = _unpack(words, m_clauses)
+        newly = alive & ~ok
+        depth[newly] = i
+        alive &= ok
+    best = np.full(index.n_campaigns, -1, dtype=np.int16)
+    np.maximum.at(best, index.owner, depth)
+    return {int(c): checks[int(d)][0] for c, d in enumerate(best) if d < len(checks)}
+
+
+def _unpack(words: np.ndarray, n: int) -> np.ndarray:
+    return np.unpackbits(words.view(np.uint8), bitorder="little")[:n].astype(bool)
+
+
+def sorted_tag_indices(tags: Iterable[str] | None, tag_index: dict[str, int]) -> tuple[int, ...]:
+    return tuple(sorted(tag_index[t] for t in tags)) if tags else ()

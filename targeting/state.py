@@ -1,0 +1,67 @@
+"""Pure rules for per-user and per-campaign state: counter keys, windows, pacing.
+
+The engine turns campaigns and instants into store keys here, so every store
+backend counts the same things. Windows are calendar windows in the
+campaign's time zone (hour, day, ISO week), which is what advertisers read in
+their reports.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+HOUR, DAY, WEEK = 3600, 86400, 7 * 86400
+WINDOW_SECONDS = {"hour": HOUR, "day": DAY, "week": WEEK}
+PACING_SLACK = 0.05  # share of the daily budget a campaign may run ahead of an even schedule
+
+
+def window_bucket(per: str, local: dt.datetime) -> str:
+    """Label of the calendar window containing ``local`` (a zone-aware local time)."""
+    if per == "hour":
+        return local.strftime("h%Y%m%d%H")
+    if per == "day":
+        return local.strftime("d%Y%m%d")
+    if per == "week":
+        y, w, _ = local.isocalendar()
+        return f"w{y}{w:02d}"
+    raise ValueError(f"unknown window {per!r}")
+
+
+def cap_key(campaign_id: str, per: str, local: dt.datetime) -> str:
+    """Frequency-cap counter key of a user for ``campaign_id`` in the window holding ``local``."""
+    return f"cap:{campaign_id}:{window_bucket(per, local)}"
+
+
+def spend_key(campaign_id: str, local: dt.datetime) -> str:
+    """Per-campaign spend counter for the local day holding ``local``."""
+    return f"spend:{campaign_id}:{window_bucket('day', local)}"
+
+
+def counter_ttl(per: str) -> int:
+    """Keep a window's counter one extra window so late reports still land, then expire."""
+    return 2 * WINDOW_SECONDS[per]
+
+
+def budget_allows(spent: float, budget: float, day_fraction: float, slack: float = PACING_SLACK) -> str | None:
+    """Even pacing: by a share ``f`` of the local day, spend may reach ``budget × (f + slack)``.
+
+    Returns ``None`` when the campaign may serve, ``"budget"`` when the day's
+    budget is spent, ``"pacing"`` when it is ahead of the even schedule.
+    """
+    if spent >= budget:
+        return "budget"
+    if spent >= budget * min(1.0, day_fraction + slack):
+        return "pacing"
+    return None
+
+
+def impression_cost(price: float | None, bid_type: str, bid: float, pctr: float) -> float:
+    """Spend of one impression in currency units.
+
+    ``price`` is the clearing price as CPM (OpenRTB convention). Without it, a
+    CPM campaign pays its bid / 1000 and a CPC campaign its expected cost per
+    impression, ``cpc × pCTR``.
+    """
+    if price is not None:
+        return price / 1000.0
+    return bid / 1000.0 if bid_type == "cpm" else bid * pctr

@@ -1,0 +1,54 @@
+"""In-memory :class:`StateStore`: the default for one process, tests and demos."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+from .base import Counter, Event, StateQuery, UserState
+
+
+class MemoryStore:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self._events: dict[str, dict[tuple[str, str], tuple[float, float]]] = {}  # user -> key -> (ts, expires)
+        self._counters: dict[tuple[str, str], tuple[float, float]] = {}  # (user, key) -> (value, expires)
+        self._lock = threading.Lock()
+
+    def fetch(self, queries: Sequence[StateQuery]) -> list[UserState]:
+        now = self._clock()
+        out = []
+        with self._lock:
+            for q in queries:
+                mine = self._events.get(q.user_id, {})
+                wanted = set(q.advertisers)
+                events = {k: ts for k, (ts, exp) in mine.items() if k[0] in wanted and exp > now}
+                out.append(
+                    UserState(
+                        events=events,
+                        user_counters=tuple(self._get((q.user_id, k), now) for k in q.user_counters),
+                        shared_counters=tuple(self._get(("", k), now) for k in q.shared_counters),
+                    )
+                )
+        return out
+
+    def add_events(self, events: Sequence[Event], ttl: int) -> None:
+        with self._lock:
+            for e in events:
+                mine = self._events.setdefault(e.user_id, {})
+                key = (e.advertiser, e.event)
+                if key not in mine or mine[key][0] < e.ts:
+                    mine[key] = (e.ts, e.ts + ttl)
+
+    def add_counters(self, counters: Sequence[Counter]) -> None:
+        now = self._clock()
+        with self._lock:
+            for c in counters:
+                k = (c.user_id, c.key)
+                value = self._get(k, now) + c.amount
+                self._counters[k] = (value, now + c.ttl)
+
+    def _get(self, k: tuple[str, str], now: float) -> float:
+        v = self._counters.get(k)
+        return v[0] if v is not None and v[1] > now else 0.0
