@@ -10,7 +10,6 @@ a 2,000-event pipeline legitimately takes longer than a decision's budget.
 
 from __future__ import annotations
 
-import inspect
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -56,8 +55,11 @@ COUNTERS_PER_PIPELINE = 2_000
 
 def _no_setinfo() -> dict[str, Any]:
     # CLIENT SETINFO costs a round trip per new connection, inside the decision budget.
-    params = inspect.signature(redis.Connection.__init__).parameters
-    return {"driver_info": None} if "driver_info" in params else {"lib_name": None, "lib_version": None}
+    try:
+        import redis.driver_info  # noqa: F401  (redis-py >= 7 replaced lib_name with driver_info)
+    except ImportError:
+        return {"lib_name": None, "lib_version": None}
+    return {"driver_info": None}
 
 
 def _pool(url: str, timeout_ms: float, pool_size: int, pool_timeout_ms: float) -> redis.BlockingConnectionPool:
