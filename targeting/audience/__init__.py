@@ -1,0 +1,1 @@
+"""User-side audience index: reach preview and audience export."""
