@@ -1,0 +1,425 @@
+"""The HTTP service (contract §4): ``create_app(engine, settings)``.
+
+Handlers only translate HTTP to :class:`targeting.Engine` calls and back: read
+the body (size-limited, JSON object), check the caller's role, call the engine,
+render with orjson. Validation lives in the engine, so the error paths here are
+the engine's paths (``requests[3].geo.city``).
+
+Decide runs inline on the event loop when the store is in-process: the call is
+tens of microseconds of CPU, and a threadpool hop costs more than that (see
+benchmarks/http). With a network store (Redis) the call waits on I/O and goes to
+the threadpool so the loop keeps accepting requests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+from fastapi import FastAPI, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import FileResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.staticfiles import StaticFiles
+
+from targeting.engine import Engine
+from targeting.errors import NotFound, TargetingError, Unavailable
+from targeting.stores.memory import MemoryStore
+
+from . import errors, schemas
+from .auth import OPEN, KeyRing, Principal
+from .errors import JSONResponse, read_json
+from .metrics import Metrics, MetricsMiddleware
+
+log = logging.getLogger("targeting.service")
+T = TypeVar("T")
+STATIC_DIR = Path(__file__).parent / "static"
+MAX_SPEC_DEPTH = 32
+EXPORT_FORMATS = ("parquet", "csv")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How the app serves an engine. ``auth=None`` runs open (the local demo).
+
+    ``offload``: run engine calls in the threadpool; ``None`` = only when the
+    store is not in-process. ``bench`` adds ``POST /v1/noop`` (benchmarks only).
+    ``jobs``: an export-jobs object (default: ``targeting.audience.jobs.ExportJobs``
+    over ``export_dir``, made on first use). ``close_engine``: close the store on shutdown.
+    """
+
+    auth: KeyRing | None = None
+    max_body_bytes: int = 1 << 20
+    bench: bool = False
+    offload: bool | None = None
+    export_dir: Path = Path(os.environ.get("TARGETING_HOME", "var")) / "exports"
+    static_dir: Path | None = STATIC_DIR
+    jobs: Any = None
+    close_engine: bool = False
+    title: str = "targeting"
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+def create_app(engine: Engine, settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    metrics = Metrics()
+    state = _State(engine, settings, metrics)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if settings.auth is None:
+            log.warning("no --auth file: the service is OPEN, every endpoint answers anyone "
+                        "(fine for a local demo, never for production)")
+        else:
+            log.info("API keys loaded: %d", len(settings.auth))
+        log.info("serving index %s (%d campaigns), store %s, decide %s",
+                 engine.index.version, engine.index.n_campaigns, type(engine.store).__name__,
+                 "in threadpool" if state.offload else "inline on the event loop")
+        try:
+            yield
+        finally:
+            state.close()
+
+    app = FastAPI(title=settings.title, version=_version(), lifespan=lifespan,
+                  default_response_class=JSONResponse,
+                  description="Ad targeting: decide, reach, export, events. Every endpoint but /healthz "
+                              "needs `Authorization: Bearer <key>` when the service runs with --auth.")
+    app.state.targeting = state
+    errors.install(app)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    limit = settings.max_body_bytes
+
+    async def call(fn: Callable[..., T], *args: Any) -> T:
+        if state.offload:
+            return await run_in_threadpool(fn, *args)
+        return fn(*args)
+
+    # ------------------------------------------------------------- decide
+    @app.post("/v1/decide", tags=["decide"], openapi_extra=schemas.body(schemas.DECIDE),
+              summary="One impression → ranked decisions")
+    async def decide(request: Request) -> Response:
+        state.principal(request).allow("ad_server")
+        body = await read_json(request, limit)
+        answer = await call(engine.decide, body)
+        metrics.count_answers([answer])
+        return JSONResponse(answer)
+
+    @app.post("/v1/decide/batch", tags=["decide"], openapi_extra=schemas.body(schemas.BATCH),
+              summary="Many impressions, one store round trip; answers in the same order")
+    async def decide_batch(request: Request) -> Response:
+        state.principal(request).allow("ad_server")
+        body = await read_json(request, limit)
+        _only(body, ("requests",))
+        if "requests" not in body:
+            raise TargetingError("requests is required: a list of decide requests", path="requests")
+        answers = await call(engine.decide_batch, body["requests"])
+        metrics.count_answers([a for a in answers if "error" not in a])
+        return JSONResponse({"responses": answers})
+
+    # -------------------------------------------------------------- state
+    @app.post("/v1/impressions", tags=["state"], openapi_extra=schemas.body(schemas.IMPRESSIONS),
+              summary="Report served impressions (caps and budgets)")
+    async def impressions(request: Request) -> Response:
+        state.principal(request).allow("ad_server")
+        body = await read_json(request, limit)
+        _only(body, ("impressions",))
+        return _rows_answer(await call(engine.record_impressions, _required(body, "impressions")))
+
+    @app.post("/v1/events", tags=["state"], openapi_extra=schemas.body(schemas.EVENTS),
+              summary="Report retargeting events (visit, click, add_to_cart, purchase)")
+    async def events(request: Request) -> Response:
+        who = state.principal(request)
+        who.allow("ad_server", "advertiser")
+        body = await read_json(request, limit)
+        _only(body, ("events",))
+        rows = _required(body, "events")
+        if who.role == "advertiser" and isinstance(rows, list):
+            # an advertiser reports its own first-party events only; nothing is stored otherwise
+            for i, row in enumerate(rows):
+                if isinstance(row, dict) and "advertiser" in row:
+                    who.own_advertiser(row["advertiser"], f"events[{i}].advertiser")
+        return _rows_answer(await call(engine.record_events, rows))
+
+    # ---------------------------------------------------------- campaigns
+    @app.get("/v1/campaigns", tags=["campaigns"], summary="The serving campaigns (an advertiser sees its own)")
+    async def campaigns(request: Request) -> Response:
+        who = state.principal(request)
+        who.allow("ad_server", "advertiser")
+        index = engine.index
+        rows = engine.campaigns()
+        if who.role == "advertiser":
+            rows = [c for c in rows if c["advertiser"] == who.advertiser]
+        return JSONResponse({"index_version": index.version, "count": len(rows), "campaigns": rows})
+
+    @app.post("/v1/campaigns/reload", tags=["campaigns"], openapi_extra=schemas.body(schemas.EMPTY, False),
+              summary="Reload the rules directory atomically (admin)")
+    async def reload(request: Request) -> Response:
+        state.principal(request).allow()
+        if await _has_body(request):
+            body = await read_json(request, limit)
+            _only(body, ())
+        return JSONResponse(await run_in_threadpool(engine.reload))
+
+    # ---------------------------------------------------------- audiences
+    @app.post("/v1/reach", tags=["audiences"], openapi_extra=schemas.body(schemas.REACH),
+              summary="Audience size for a spec (advertisers get the privacy-protected view)")
+    async def reach(request: Request) -> Response:
+        who = state.principal(request)
+        who.allow("advertiser")
+        body = await read_json(request, limit)
+        _only(body, ("targeting", "advertiser", "breakdown"))
+        advertiser, spec = state.spec(who, body)
+        breakdown = body.get("breakdown") or []
+        if not isinstance(breakdown, list) or not all(isinstance(d, str) for d in breakdown):
+            raise TargetingError("breakdown is a list of dimension names", path="breakdown")
+        answer = await run_in_threadpool(engine.reach, spec, breakdown, advertiser)
+        if not who.exact_reach:
+            from targeting.audience.privacy import advertiser_view
+
+            answer = advertiser_view(answer, _spec_key(spec, advertiser, breakdown))
+        return JSONResponse(answer)
+
+    @app.post("/v1/audiences/export", tags=["audiences"], status_code=202,
+              openapi_extra=schemas.body(schemas.EXPORT), summary="Start an audience export job")
+    async def export(request: Request) -> Response:
+        who = state.principal(request)
+        who.allow("advertiser")
+        body = await read_json(request, limit)
+        _only(body, ("targeting", "advertiser", "format", "hash_salt"))
+        advertiser, spec = state.spec(who, body)
+        fmt = body.get("format", "parquet")
+        if fmt not in EXPORT_FORMATS:
+            raise TargetingError(f"format is parquet or csv, not {fmt!r}", path="format")
+        salt = body.get("hash_salt")
+        if salt is not None and (not isinstance(salt, str) or not salt):
+            raise TargetingError("hash_salt is a non-empty string", path="hash_salt")
+        job = await run_in_threadpool(state.jobs().start, engine, spec, advertiser, fmt, salt)
+        state.owners[_job_id(job)] = advertiser
+        return JSONResponse(job, status_code=202)
+
+    @app.get("/v1/audiences/export/{job}", tags=["audiences"],
+              summary="An export job's state; ?download=1 streams the file when done")
+    async def export_job(request: Request, job: str, download: bool = False) -> Response:
+        who = state.principal(request)
+        who.allow("advertiser")
+        if download:
+            return state.download(who, job)
+        return JSONResponse(state.job(who, job))
+
+    @app.get("/v1/audiences/export/{job}/file", tags=["audiences"], summary="Download a finished export")
+    async def export_file(request: Request, job: str) -> Response:
+        who = state.principal(request)
+        who.allow("advertiser")
+        return state.download(who, job)
+
+    # -------------------------------------------------------- operations
+    @app.get("/healthz", tags=["operations"], summary="Liveness (no key needed)")
+    async def healthz() -> Response:
+        return JSONResponse({"status": "ok", "index_version": engine.index.version})
+
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics (admin)")
+    async def prometheus(request: Request) -> Response:
+        state.principal(request).allow()
+        return PlainTextResponse(metrics.render(engine), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    if settings.bench:
+        @app.post("/v1/noop", tags=["operations"], summary="Benchmark baseline: parse JSON, answer JSON")
+        async def noop(request: Request) -> Response:
+            state.principal(request).allow("ad_server")
+            body = await read_json(request, limit)
+            return JSONResponse({"request_id": body.get("request_id"), "decisions": []})
+
+    _mount_static(app, settings.static_dir)
+    return app
+
+
+class _State:
+    """Per-app resources and the small helpers handlers share."""
+
+    def __init__(self, engine: Engine, settings: Settings, metrics: Metrics) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.metrics = metrics
+        self.offload = (not isinstance(engine.store, MemoryStore)) if settings.offload is None else settings.offload
+        self.owners: dict[str, str | None] = {}  # export job id -> advertiser who started it
+        self._jobs = settings.jobs
+
+    def principal(self, request: Request) -> Principal:
+        if self.settings.auth is None:
+            return OPEN
+        return self.settings.auth.authenticate(request.headers.get("authorization"))
+
+    def spec(self, who: Principal, body: Mapping[str, Any]) -> tuple[str | None, Any]:
+        """The acting advertiser and the parsed spec of a reach/export body."""
+        advertiser = who.own_advertiser(body.get("advertiser"))
+        if "targeting" not in body:
+            raise TargetingError("targeting is required: a targeting spec ({} matches everyone)",
+                                 path="targeting")
+        raw = body["targeting"]
+        if _depth(raw) > MAX_SPEC_DEPTH:
+            raise TargetingError(f"targeting is nested more than {MAX_SPEC_DEPTH} levels deep", path="targeting")
+        if who.role == "advertiser":
+            for path, other in _rule_advertisers(raw, "targeting"):
+                if other != who.advertiser:
+                    who.own_advertiser(other, path)  # raises Forbidden
+        spec = self.engine.parse_spec(raw, advertiser)
+        if spec.uses_retargeting and advertiser is None:
+            raise TargetingError("a spec with retargeting needs the advertiser whose events it uses",
+                                 path="advertiser")
+        if self.engine.audience is None:
+            raise Unavailable("no profiles loaded: start the service with --profiles PATH to preview "
+                              "reach or export audiences", path="profiles")
+        return advertiser, spec
+
+    def jobs(self) -> Any:
+        if self._jobs is None:
+            try:
+                from targeting.audience.jobs import ExportJobs
+            except ImportError as e:
+                raise Unavailable(f"audience exports are not available in this build ({e})") from None
+            self.settings.export_dir.mkdir(parents=True, exist_ok=True)
+            self._jobs = ExportJobs(self.settings.export_dir)
+        return self._jobs
+
+    def job(self, who: Principal, job_id: str) -> dict[str, Any]:
+        """A job the caller may see; another advertiser's job is reported as not found."""
+        missing = NotFound(f"no export job {job_id!r}", path="job")
+        if job_id not in self.owners and self._jobs is None:
+            raise missing
+        if who.role == "advertiser" and self.owners.get(job_id, "\0") != who.advertiser:
+            raise missing
+        try:
+            job = self.jobs().get(job_id)
+        except (KeyError, NotFound):
+            raise missing from None
+        if job is None:
+            raise missing
+        if who.role == "advertiser" and job.get("advertiser", who.advertiser) != who.advertiser:
+            raise missing
+        return dict(job)
+
+    def download(self, who: Principal, job_id: str) -> Response:
+        job = self.job(who, job_id)
+        if job.get("state") not in (None, "done"):
+            raise TargetingError(f"export job {job_id!r} is {job.get('state')}; the file is ready when done",
+                                 path="job", code="not_ready")
+        path = self.jobs().path(job_id)
+        if path is None or not Path(path).is_file():
+            raise TargetingError(f"export job {job_id!r} has no file yet", path="job", code="not_ready")
+        p = Path(path)
+        media = "text/csv" if p.suffix == ".csv" else "application/vnd.apache.parquet"
+        return FileResponse(p, media_type=media, filename=f"audience-{job_id}{p.suffix}")
+
+    def close(self) -> None:
+        for name in ("close", "shutdown"):
+            fn = getattr(self._jobs, name, None)
+            if callable(fn):
+                fn()
+                break
+        if self.settings.close_engine:
+            fn = getattr(self.engine.store, "close", None)
+            if callable(fn):
+                fn()
+
+
+# ---------------------------------------------------------------- helpers
+def _only(body: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
+    for k in body:
+        if k not in allowed:
+            known = f"; known: {', '.join(allowed)}" if allowed else "; this endpoint takes no fields"
+            raise TargetingError(f"unknown field {k!r}{known}", path=k)
+
+
+def _required(body: Mapping[str, Any], key: str) -> Any:
+    if key not in body:
+        raise TargetingError(f"{key} is required: a list", path=key)
+    return body[key]
+
+
+def _rows_answer(result: dict[str, Any]) -> Response:
+    """200 with per-row errors when some rows were good; 400 when every row was bad."""
+    errs = result.get("errors") or []
+    if errs and not result.get("accepted"):
+        first = errs[0]
+        return JSONResponse(errors.error_body(
+            first.get("code", "invalid"), f"no row accepted; first: {first.get('message')}",
+            first.get("path"), errors=errs), status_code=400)
+    return JSONResponse(result)
+
+
+async def _has_body(request: Request) -> bool:
+    if request.headers.get("content-length") not in (None, "0"):
+        return True
+    return "chunked" in request.headers.get("transfer-encoding", "")
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of a JSON value, without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        v, d = stack.pop()
+        deepest = max(deepest, d)
+        if d > MAX_SPEC_DEPTH:
+            break
+        if isinstance(v, dict):
+            stack.extend((x, d + 1) for x in v.values())
+        elif isinstance(v, list):
+            stack.extend((x, d + 1) for x in v)
+    return deepest
+
+
+def _rule_advertisers(raw: Any, path: str) -> list[tuple[str, Any]]:
+    """(path, advertiser) of every retargeting rule that names an advertiser."""
+    found: list[tuple[str, Any]] = []
+    if not isinstance(raw, dict):
+        return found
+    rt = raw.get("retargeting")
+    if isinstance(rt, dict):
+        for side, rules in rt.items():
+            if isinstance(rules, list):
+                for i, r in enumerate(rules):
+                    if isinstance(r, dict) and "advertiser" in r:
+                        found.append((f"{path}.retargeting.{side}[{i}].advertiser", r["advertiser"]))
+    subs = raw.get("any_of")
+    if isinstance(subs, list):
+        for i, s in enumerate(subs):
+            found.extend(_rule_advertisers(s, f"{path}.any_of[{i}]"))
+    return found
+
+
+def _spec_key(spec: Any, advertiser: str | None, breakdown: list[str]) -> str:
+    """A stable key for one query, so the privacy layer treats repeats alike."""
+    canon = orjson.dumps({"spec": spec.to_dict(), "advertiser": advertiser, "breakdown": sorted(breakdown)},
+                         option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canon).hexdigest()
+
+
+def _job_id(job: Mapping[str, Any]) -> str:
+    for k in ("id", "job", "job_id"):
+        if isinstance(job.get(k), str):
+            return str(job[k])
+    raise TypeError(f"export job without an id: {dict(job)!r}")
+
+
+def _mount_static(app: FastAPI, static: Path | None) -> None:
+    index = static / "index.html" if static else None
+    if static is not None and static.is_dir():
+        app.mount("/static", StaticFiles(directory=static), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> Response:
+        if index is not None and index.is_file():
+            return FileResponse(index, media_type="text/html")
+        return RedirectResponse("/docs")
+
+
+def _version() -> str:
+    from targeting import __version__
+
+    return __version__
