@@ -251,7 +251,8 @@ function changed() {
 
 async function fetchReach(spec) {
   const seq = ++state.seq;
-  const body = { targeting: spec, breakdown: ["province", "age", "gender"], funnel: true };
+  const body = { targeting: spec, breakdown: ["province", "age", "gender"] };
+  if (!state.noFunnel) body.funnel = true;
   const specText = JSON.stringify(spec);
   let r;
   let answer;
@@ -263,6 +264,13 @@ async function fetchReach(spec) {
     return;
   }
   if (seq !== state.seq) return; // a newer spec is on its way
+  if (r.status === 400 && answer && answer.error && answer.error.path === "funnel" && !state.noFunnel) {
+    // a service without the funnel option: ask again without it, and say so in the funnel card
+    console.warn("this service does not take the funnel option:", answer.error.message);
+    state.noFunnel = true;
+    fetchReach(spec);
+    return;
+  }
   if (!r.ok || !answer || answer.error) {
     const err = (answer && answer.error) || { message: `HTTP ${r.status}` };
     if (r.status === 401 || r.status === 403) keyState(false, err.message);
@@ -380,7 +388,8 @@ function renderBars(root, rows, limit = Infinity) {
 function renderFunnel(funnel) {
   const root = tid("funnel");
   if (!Array.isArray(funnel) || !funnel.length) {
-    root.replaceChildren(el("li", { class: "empty" }, "未提供 · the API gave no funnel"));
+    root.replaceChildren(el("li", { class: "empty" }, state.noFunnel
+      ? "此服务不支持漏斗 · this service does not offer the funnel option" : "未提供 · the API gave no funnel"));
     return;
   }
   let prev = null;
