@@ -1,0 +1,32 @@
+"""``service.main:from_env``: the app factory ``targeting serve`` hands to uvicorn.
+
+Each uvicorn worker process calls it once; configuration comes from the
+environment the CLI set (``TARGETING_RULES``, ``TARGETING_PROFILES``,
+``TARGETING_STORE``, ``TARGETING_MODEL``, ``TARGETING_AUTH``, ``TARGETING_BENCH``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from fastapi import FastAPI
+
+from .app import Settings, create_app
+from .auth import KeyRing
+
+
+def from_env(env: Mapping[str, str] | None = None) -> FastAPI:
+    from targeting.cli import load_engine
+
+    env = os.environ if env is None else env
+    engine = load_engine(env.get("TARGETING_RULES", "rules/"), env.get("TARGETING_PROFILES") or None,
+                         env.get("TARGETING_STORE") or None, env.get("TARGETING_MODEL") or None)
+    auth = env.get("TARGETING_AUTH")
+    settings = Settings(
+        auth=KeyRing.load(auth) if auth else None,
+        bench=env.get("TARGETING_BENCH", "") not in ("", "0", "false"),
+        offload={"1": True, "0": False}.get(env.get("TARGETING_OFFLOAD", ""), None),
+        close_engine=True,
+    )
+    return create_app(engine, settings)
