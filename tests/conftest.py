@@ -16,9 +16,7 @@ from hypothesis import HealthCheck, settings
 from redis_server import RedisServer, ping, redis_binary
 
 settings.register_profile("dev", max_examples=50)
-settings.register_profile(
-    "ci", max_examples=300, suppress_health_check=[HealthCheck.too_slow]
-)
+settings.register_profile("ci", max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 

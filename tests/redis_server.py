@@ -55,8 +55,18 @@ class RedisServer:
         if binary is None:
             raise RuntimeError("redis-server not found on PATH")
         self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--daemonize", "no",
-             "--dir", self.dir, *self.args],
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--daemonize",
+                "no",
+                "--dir",
+                self.dir,
+                *self.args,
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

@@ -62,7 +62,9 @@ def _no_setinfo() -> dict[str, Any]:
     return {"driver_info": None}
 
 
-def _pool(url: str, timeout_ms: float, pool_size: int, pool_timeout_ms: float) -> redis.BlockingConnectionPool:
+def _pool(
+    url: str, timeout_ms: float, pool_size: int, pool_timeout_ms: float
+) -> redis.BlockingConnectionPool:
     return redis.BlockingConnectionPool.from_url(
         url,
         max_connections=pool_size,
@@ -118,7 +120,9 @@ class RedisStore:
         url = urlunsplit(parts._replace(query=urlencode(query)))
         wait_ms = timeout_ms if pool_timeout_ms is None else pool_timeout_ms
         reader = redis.Redis(connection_pool=_pool(url, timeout_ms, pool_size, wait_ms))
-        writer = redis.Redis(connection_pool=_pool(url, write_timeout_ms, pool_size, write_timeout_ms))
+        writer = redis.Redis(
+            connection_pool=_pool(url, write_timeout_ms, pool_size, write_timeout_ms)
+        )
         return cls(reader, writer, breaker=breaker, clock=clock)
 
     # -- metrics -----------------------------------------------------------------
@@ -178,7 +182,9 @@ class RedisStore:
             out.append(
                 UserState(
                     events=events,
-                    user_counters=tuple(counter(counter_key(q.user_id, k)) for k in q.user_counters),
+                    user_counters=tuple(
+                        counter(counter_key(q.user_id, k)) for k in q.user_counters
+                    ),
                     shared_counters=tuple(counter(counter_key("", k)) for k in q.shared_counters),
                 )
             )
@@ -205,8 +211,12 @@ class RedisStore:
                     keys.append(key)
                     ts = float(ts)
                     expires = ts + ttl
-                    args += [field, repr(ts).encode(), encode_event_value(ts, expires),
-                             math.ceil(expires * 1000)]
+                    args += [
+                        field,
+                        repr(ts).encode(),
+                        encode_event_value(ts, expires),
+                        math.ceil(expires * 1000),
+                    ]
                 self._add_events_script(keys=keys, args=args, client=pipe)
             pipe.execute()
 

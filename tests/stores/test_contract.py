@@ -178,7 +178,9 @@ def test_counters_are_atomic_under_threads(backend: Backend) -> None:
 
     def work() -> None:
         for _ in range(n_rounds):
-            store.add_counters([Counter("u1", "cap:c1:d", 1, DAY), Counter("", "spend:c1", 0.5, DAY)])
+            store.add_counters(
+                [Counter("u1", "cap:c1:d", 1, DAY), Counter("", "spend:c1", 0.5, DAY)]
+            )
 
     threads = [threading.Thread(target=work) for _ in range(n_threads)]
     for t in threads:
