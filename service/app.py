@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import orjson
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import FileResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
@@ -235,6 +235,7 @@ def create_app(engine: Engine, settings: Settings | None = None) -> FastAPI:
             body = await read_json(request, limit)
             return JSONResponse({"request_id": body.get("request_id"), "decisions": []})
 
+    _include_taxonomy(app, state)
     _mount_static(app, settings.static_dir)
     return app
 
@@ -405,6 +406,20 @@ def _job_id(job: Mapping[str, Any]) -> str:
         if isinstance(job.get(k), str):
             return str(job[k])
     raise TypeError(f"export job without an id: {dict(job)!r}")
+
+
+def _include_taxonomy(app: FastAPI, state: _State) -> None:
+    """``GET /v1/taxonomy`` (service/taxonomy_route.py, the UI's vocabulary), behind any valid key."""
+    try:
+        from .taxonomy_route import router
+    except ImportError:
+        return
+
+    async def any_key(request: Request) -> None:
+        state.principal(request)
+
+    app.state.engine = state.engine
+    app.include_router(router, dependencies=[Depends(any_key)])
 
 
 def _mount_static(app: FastAPI, static: Path | None) -> None:

@@ -112,6 +112,10 @@ def install(app: FastAPI) -> None:
         return JSONResponse(error_body(code, str(exc.detail)), status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))
 
+    async def too_deep(request: Request, exc: Exception) -> Response:
+        # JSON nested deeper than Python's recursion limit (orjson accepts 1024 levels)
+        return JSONResponse(error_body("too_deep", "the body is nested too deeply"), status_code=400)
+
     async def missing_module(request: Request, exc: Exception) -> Response:
         # another part of the product (events, audience, model) is not in this build yet
         name = getattr(exc, "name", None) or ""
@@ -128,5 +132,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(TargetingError, targeting_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RecursionError, too_deep)
     app.add_exception_handler(ModuleNotFoundError, missing_module)
     app.add_exception_handler(Exception, unexpected)
