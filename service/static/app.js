@@ -243,6 +243,7 @@ function changed() {
   const spec = buildSpec();
   renderSpec(spec);
   const res = tid("results");
+  state.seq++; // answers to older specs still in flight are now stale
   res.dataset.state = "loading";
   tid("reach-status").textContent = "计算中… updating";
   clearTimeout(state.timer);
@@ -306,8 +307,9 @@ function showError(specText, err) {
   const path = (err.path || "").replace(/^targeting\.?/, "");
   const section = path.split(/[.[]/)[0];
   const msg = [err.message || "error", err.path ? el("code", {}, err.path) : null];
+  if (err.code === "unauthorized") msg.unshift("需要 API 密钥 · this service needs an API key: ");
   const slot = SECTIONS.includes(section) && $(`[data-error-for="${section}"]`);
-  if (slot && !slot.closest("[hidden]")) {
+  if (slot && !slot.parentElement.closest("[hidden]")) {
     slot.replaceChildren(...bilingualMsg(msg));
     slot.hidden = false;
     slot.closest(".card").classList.add("has-error");
@@ -321,7 +323,7 @@ function showError(specText, err) {
   }
 }
 function bilingualMsg(parts) {
-  return [...parts.slice(0, 1), " ", ...parts.slice(1)].filter(Boolean);
+  return parts.filter(Boolean).flatMap((p, i) => (i ? [" ", p] : [p]));
 }
 
 function renderResults(specText, a) {
@@ -712,6 +714,8 @@ function init() {
   }
   tid("copy-spec").addEventListener("click", copySpec);
   renderControls();
+  for (const id of ["breakdown-province", "breakdown-age", "breakdown-gender"]) renderBars(tid(id), []);
+  tid("funnel").replaceChildren(el("li", { class: "empty" }, "等待结果 · waiting for the first answer"));
   loadTaxonomy();
 }
 
