@@ -246,11 +246,6 @@ def test_scene(tx: Taxonomy, raw: dict[str, Any], user: dict[str, Any], expected
 
 
 # -------------------------------------------------------------------- tags
-NEG_ROWS_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="BUG: matcher.match computes the tags.all/tags.none rows (_negative_rows) but never "
-    "applies them (`if neg: pass`), so the serving index ignores tags.all and tags.none",
-)
 TTT = {"tags": {"any": ["white_collar_women", "trendsetter"], "all": ["investor"], "none": ["it_fan"]}}
 
 
@@ -261,19 +256,15 @@ TTT = {"tags": {"any": ["white_collar_women", "trendsetter"], "all": ["investor"
         ({"tags": {"any": ["car_lover", "investor"]}}, ["gamer"], False),  # none of any
         ({"tags": {"any": ["car_lover"]}}, None, False),  # no tags known
         ({"tags": {"all": ["car_lover", "high_end"]}}, ["car_lover", "high_end", "gamer"], True),  # all
-        pytest.param(
-            {"tags": {"all": ["car_lover", "high_end"]}}, ["car_lover"], False, marks=NEG_ROWS_BUG
-        ),  # only one of all
+        ({"tags": {"all": ["car_lover", "high_end"]}}, ["car_lover"], False),  # only one of all
         ({"tags": {"none": ["it_fan"]}}, None, True),  # none-only: no tags passes
-        pytest.param(
-            {"tags": {"none": ["it_fan"]}}, ["it_fan", "investor"], False, marks=NEG_ROWS_BUG
-        ),  # has the excluded tag
+        ({"tags": {"none": ["it_fan"]}}, ["it_fan", "investor"], False),  # has the excluded tag
         ({"tags": ["car_lover", "gamer"]}, ["gamer"], True),  # list form means any
         ({"tags": {"any": ["爱车一族"]}}, ["car_lover"], True),  # a tag named by its label
         (TTT, ["trendsetter", "investor"], True),  # any + all, no none
-        pytest.param(TTT, ["trendsetter", "investor", "it_fan"], False, marks=NEG_ROWS_BUG),  # none wins
+        (TTT, ["trendsetter", "investor", "it_fan"], False),  # none wins
         (TTT, ["investor"], False),  # all without any
-        pytest.param(TTT, ["white_collar_women"], False, marks=NEG_ROWS_BUG),  # any without all
+        (TTT, ["white_collar_women"], False),  # any without all
     ],
     ids=["any", "any-miss", "any-no-tags", "all", "all-partial", "none-no-tags", "none-hit",
          "list-is-any", "label", "ttt", "ttt-none-wins", "ttt-all-only", "ttt-any-only"],
