@@ -29,26 +29,31 @@ def taxonomy_json(tx: Taxonomy) -> dict[str, Any]:
     provinces = []
     for p in tx.provinces:
         pl = tx.places[p]
-        provinces.append({
-            "adcode": pl.adcode,
-            "name": pl.name,
-            "short_name": pl.short_name,
-            "pinyin": pl.pinyin,
-            "iso": pl.iso,
-            "population": tx.population.get(p),
-            "cities": [
-                {
-                    "adcode": c,
-                    "name": tx.places[c].name,
-                    "short_name": tx.places[c].short_name,
-                    "pinyin": tx.places[c].pinyin,
-                }
-                for c in tx.cities_of(p)
-            ],
-        })
+        provinces.append(
+            {
+                "adcode": pl.adcode,
+                "name": pl.name,
+                "short_name": pl.short_name,
+                "pinyin": pl.pinyin,
+                "iso": pl.iso,
+                "population": tx.population.get(p),
+                "cities": [
+                    {
+                        "adcode": c,
+                        "name": tx.places[c].name,
+                        "short_name": tx.places[c].short_name,
+                        "pinyin": tx.places[c].pinyin,
+                    }
+                    for c in tx.cities_of(p)
+                ],
+            }
+        )
     return {
         "provinces": provinces,
-        "tags": [{"id": t, "label": label, "group": tx.tag_groups.get(t, "")} for t, label in tx.tags.items()],
+        "tags": [
+            {"id": t, "label": label, "group": tx.tag_groups.get(t, "")}
+            for t, label in tx.tags.items()
+        ],
         "scenes": [{"id": s, "label": label} for s, label in tx.scenes.items()],
         "genders": list(GENDERS),
         "weekdays": list(WEEKDAYS),

@@ -366,15 +366,14 @@ function provinceRows(obj) {
       users: v };
   });
 }
+// Age bands and genders keep the API's order (youngest first, unknown last).
 function ageRows(obj) {
-  const lead = (k) => (/^\d+/.test(k) ? parseInt(k, 10) : 1e9);
-  return entries(obj).sort((a, b) => lead(a[0]) - lead(b[0]))
-    .map(([k, v]) => ({ label: k === "unknown" ? "未知" : k, title: k, users: v, cls: k === "unknown" ? "unknown" : "" }));
+  return entries(obj).map(([k, v]) => ({ label: k === "unknown" ? "未知" : k, title: k, users: v,
+    cls: k === "unknown" ? "unknown" : "" }));
 }
 function genderRows(obj) {
-  const order = { male: 0, female: 1 };
-  return entries(obj).sort((a, b) => (order[a[0]] ?? 9) - (order[b[0]] ?? 9))
-    .map(([k, v]) => ({ label: (GENDER_LABELS[k] || k).split(" ")[0], title: GENDER_LABELS[k] || k, users: v, cls: k }));
+  return entries(obj).map(([k, v]) => ({ label: (GENDER_LABELS[k] || k).split(" ")[0], title: GENDER_LABELS[k] || k,
+    users: v, cls: k }));
 }
 function renderBars(root, rows, limit = Infinity) {
   rows = rows.slice(0, limit);
@@ -383,7 +382,8 @@ function renderBars(root, rows, limit = Infinity) {
   root.replaceChildren(...rows.map((r) => el("div", { class: `bar ${r.cls || ""}`, title: r.title },
     el("span", { class: "lbl" }, r.label),
     el("span", { class: "track" }, el("span", { class: "fill", style: `width:${(100 * (r.users || 0)) / max}%` })),
-    el("span", { class: "val" }, r.users === null || r.users === undefined ? "< 100" : fmtCn(r.users)))));
+    el("span", { class: `val ${typeof r.users === "number" ? "" : "lt"}` },
+      typeof r.users === "number" ? fmt(r.users) : "< 100"))));
 }
 // Each step's bar is the share of the previous step it keeps (the rest, in red, is what
 // that criterion removes); the first step is the whole population.
@@ -396,16 +396,17 @@ function renderFunnel(funnel) {
   }
   let prev = null;
   root.replaceChildren(...funnel.map((f, i) => {
-    const label = CRITERION_LABELS[f.criterion] || f.criterion;
+    const step = f.step ?? f.criterion; // {step, users} from targeting.audience
+    const label = CRITERION_LABELS[step] || step;
     const users = typeof f.users === "number" ? f.users : null;
     const kept = i === 0 ? 1 : prev && users !== null ? Math.min(1, users / prev) : prev ? 0 : null;
     const removed = f.removed ?? (prev !== null && users !== null ? prev - users : null);
-    const li = el("li", { "data-criterion": f.criterion, title: f.criterion },
+    const li = el("li", { "data-step": step, title: step },
       el("span", { class: "lbl" }, ...splitLabel(label)),
       el("span", { class: "track" },
         kept === null ? null : el("span", { class: "fill", style: `width:${100 * kept}%` }),
         kept === null || i === 0 ? null : el("span", { class: "cut", style: `width:${100 * (1 - kept)}%` })),
-      el("span", { class: "val" }, users === null ? "< 100" : fmtCn(users),
+      el("span", { class: "val" }, users === null ? "< 100" : fmt(users),
         i > 0 && typeof removed === "number" && prev
           ? el("small", { class: "drop" }, ` −${pct(removed / prev)}`) : null));
     if (users !== null) prev = users;

@@ -8,7 +8,6 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,10 +18,16 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 USERS = 200_000  # enough that a 4-criterion spec stays above the privacy threshold of 100
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
-ADVERTISER_KEY = "test-key-advertiser-acme-0001"
+ADVERTISER_KEY = "test-key-advertiser-acme-auto-01"
 AD_SERVER_KEY = "test-key-ad-server-00000000001"
 
 
@@ -33,7 +38,9 @@ def missing(reason: str) -> None:
 
 
 def chromium_binary() -> str | None:
-    return os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    return (
+        os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    )
 
 
 def _free_port() -> int:
@@ -46,7 +53,12 @@ def _serve_command() -> list[str]:
     exe = Path(sys.executable).with_name("targeting")
     if exe.exists():
         return [str(exe), "serve"]
-    return [sys.executable, "-c", "import sys; from targeting.cli import main; sys.exit(main())", "serve"]
+    return [
+        sys.executable,
+        "-c",
+        "import sys; from targeting.cli import main; sys.exit(main())",
+        "serve",
+    ]
 
 
 @dataclass
@@ -65,7 +77,16 @@ def start_service(tmp: Path, profiles: Path, *extra: str) -> Service:
     port = _free_port()
     log = tmp / f"serve-{port}.log"
     env = {**os.environ, "TARGETING_HOME": str(tmp / "home"), "PYTHONUNBUFFERED": "1"}
-    cmd = [*_serve_command(), "--host", "127.0.0.1", "--port", str(port), "--profiles", str(profiles), *extra]
+    cmd = [
+        *_serve_command(),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--profiles",
+        str(profiles),
+        *extra,
+    ]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -91,5 +112,3 @@ def stop_service(proc: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(15)
-
-

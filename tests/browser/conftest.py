@@ -47,11 +47,13 @@ def service(tmp_path_factory: pytest.TempPathFactory, profiles: Path) -> Iterato
 
 @pytest.fixture(scope="module")
 def auth_service(tmp_path_factory: pytest.TempPathFactory, profiles: Path) -> Iterator[Service]:
-    """`targeting serve --auth keys.yaml` with an advertiser key (acme) and an ad-server key."""
+    """`targeting serve --auth keys.yaml` with an advertiser key (acme-auto) and an ad-server key."""
     tmp = tmp_path_factory.mktemp("serve-auth")
     keys = tmp / "keys.yaml"
-    keys.write_text(f"- {{key: {ADVERTISER_KEY}, role: 'advertiser:acme'}}\n"
-                    f"- {{key: {AD_SERVER_KEY}, role: ad_server}}\n")
+    keys.write_text(
+        f"- {{key: {ADVERTISER_KEY}, role: 'advertiser:acme-auto'}}\n"
+        f"- {{key: {AD_SERVER_KEY}, role: ad_server}}\n"
+    )
     svc = start_service(tmp, profiles, "--auth", str(keys))
     yield svc
     stop_service(svc.process)
@@ -74,8 +76,13 @@ def page(playwright_driver: Any, tmp_path: Path) -> Iterator[Any]:
     if binary is None:
         missing("chromium is not installed (apt-get install -y chromium)")
     context = playwright_driver.chromium.launch_persistent_context(
-        str(tmp_path / "profile"), executable_path=binary, headless=True, args=CHROMIUM_FLAGS,
-        viewport={"width": 1440, "height": 1000}, locale="zh-CN", timezone_id="Asia/Shanghai",
+        str(tmp_path / "profile"),
+        executable_path=binary,
+        headless=True,
+        args=CHROMIUM_FLAGS,
+        viewport={"width": 1440, "height": 1000},
+        locale="zh-CN",
+        timezone_id="Asia/Shanghai",
     )
     pg = context.pages[0] if context.pages else context.new_page()
     pg.set_default_timeout(20_000)

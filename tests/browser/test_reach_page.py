@@ -39,11 +39,14 @@ SETTLED = """() => {
 def settle(page: Any) -> tuple[str, dict[str, Any]]:
     """(results state: ready | error, the spec the page shows as JSON)."""
     page.wait_for_function(SETTLED)
-    return page.get_attribute(tid("results"), "data-state"), json.loads(page.text_content(tid("spec-json")))
+    return page.get_attribute(tid("results"), "data-state"), json.loads(
+        page.text_content(tid("spec-json"))
+    )
 
 
 def drag(page: Any, start: tuple[int, int], end: tuple[int, int]) -> None:
     """Press on grid cell (day, hour) ``start``, move across to ``end``, release."""
+
     def centre(day: int, hour: int) -> tuple[float, float]:
         cell = page.locator(tid(f"grid-cell-{day}-{hour}"))
         cell.scroll_into_view_if_needed()
@@ -59,7 +62,9 @@ def drag(page: Any, start: tuple[int, int], end: tuple[int, int]) -> None:
 
 
 def painted(page: Any) -> set[tuple[int, int]]:
-    cells = page.eval_on_selector_all(".daypart .cell.on", "cs => cs.map(c => [+c.dataset.d, +c.dataset.h])")
+    cells = page.eval_on_selector_all(
+        ".daypart .cell.on", "cs => cs.map(c => [+c.dataset.d, +c.dataset.h])"
+    )
     return {(d, h) for d, h in cells}
 
 
@@ -75,12 +80,23 @@ def watch_reach(page: Any) -> list[dict[str, Any]]:
     return bodies
 
 
+def bars(page: Any, testid: str) -> list[tuple[str, str]]:
+    """(label, value) of each bar in a breakdown chart, top to bottom."""
+    rows = page.locator(f"{tid(testid)} .bar")
+    return [
+        (r.locator(".lbl").text_content().strip(), r.locator(".val").text_content().strip())
+        for r in rows.all()
+    ]
+
+
 def count(value: Any, below: bool) -> str:
     """A count as the page must print it: "< 100" under the threshold, else 12,000."""
     return "< 100" if below or value is None else f"{round(value):,}"
 
 
-def assert_page_shows(page: Any, service: Service, sent: list[dict[str, Any]], key: str | None = None) -> dict[str, Any]:
+def assert_page_shows(
+    page: Any, service: Service, sent: list[dict[str, Any]], key: str | None = None
+) -> dict[str, Any]:
     """Ask the API for the last body the page sent; the page must show that answer."""
     state, spec = settle(page)
     body = sent[-1]
@@ -90,19 +106,30 @@ def assert_page_shows(page: Any, service: Service, sent: list[dict[str, Any]], k
     if resp.status_code != 200:
         assert state == "error"
         err = answer["error"]
-        shown = " ".join(t for t in page.locator(".field-error:visible, [data-testid=error-banner]:visible")
-                         .all_text_contents())
+        shown = " ".join(
+            t
+            for t in page.locator(
+                ".field-error:visible, [data-testid=error-banner]:visible"
+            ).all_text_contents()
+        )
         assert err["message"] in shown
         return answer
     assert state == "ready"
-    assert page.text_content(tid("reach-users")).strip() == count(answer["users"], answer["below_threshold"])
+    assert page.text_content(tid("reach-users")).strip() == count(
+        answer["users"], answer["below_threshold"]
+    )
     imp = answer.get("est_daily_impressions")
     assert page.text_content(tid("est-impressions")).strip() == (
-        count(imp, answer["below_threshold"]) if imp is not None or answer["below_threshold"] else "—")
+        count(imp, answer["below_threshold"])
+        if imp is not None or answer["below_threshold"]
+        else "—"
+    )
     return answer
 
 
-def test_reach_shown_equals_api_answer_for_the_spec_shown(page: Any, service: Service, tmp_path: Path) -> None:
+def test_reach_shown_equals_api_answer_for_the_spec_shown(
+    page: Any, service: Service, tmp_path: Path
+) -> None:
     sent = watch_reach(page)
     page.goto(service.url + "/")
     page.wait_for_selector(tid("geo-toggle-440000"))
@@ -140,20 +167,33 @@ def test_reach_shown_equals_api_answer_for_the_spec_shown(page: Any, service: Se
         "tags": {"any": ["white_collar_women"], "none": ["it_fan"]},
     }
     answer = assert_page_shows(page, service, sent)
-    assert state == "ready" and not answer["below_threshold"], "the test population is too small for this spec"
+    assert state == "ready" and not answer["below_threshold"], (
+        "the test population is too small for this spec"
+    )
     assert answer["users"] < everyone["users"]
-    # breakdowns: everyone left is in Guangdong, aged 25-34
-    provinces = page.locator(f"{tid('breakdown-province')} .bar .lbl").all_text_contents()
-    assert provinces == ["广东"]
-    ages = page.locator(f"{tid('breakdown-age')} .bar .lbl").all_text_contents()
-    assert ages and all(a.startswith(("25", "30")) for a in ages), ages
+    # breakdowns: the bars are the API's cells; everyone counted is in Guangdong, aged 25-34
+    bd = answer["breakdown"]
+    assert bars(page, "breakdown-province") == [("广东", count(bd["province"]["440000"], False))]
+    assert bars(page, "breakdown-age") == [
+        ("未知" if band == "unknown" else band, count(n, n is None))
+        for band, n in bd["age"].items()
+    ]
+    assert {band for band, n in bd["age"].items() if n is not None} == {"25-34"}
+    gender_label = {"male": "男", "female": "女", "unknown": "未知"}
+    assert bars(page, "breakdown-gender") == [
+        (gender_label[g], count(n, n is None)) for g, n in bd["gender"].items()
+    ]
     if answer.get("funnel"):
         assert page.locator(f"{tid('funnel')} li").count() == len(answer["funnel"])
     # the YAML names the places and tags for a human reader
     yaml_text = page.text_content(tid("spec-yaml"))
     assert "include: [440000]  # 广东省" in yaml_text and 'hours: ["9-17"]' in yaml_text
 
-    shot = REPO / "docs" / "reach-page.png" if os.environ.get("UPDATE_SCREENSHOT") else tmp_path / "reach-page.png"
+    shot = (
+        REPO / "docs" / "reach-page.png"
+        if os.environ.get("UPDATE_SCREENSHOT")
+        else tmp_path / "reach-page.png"
+    )
     shot.parent.mkdir(parents=True, exist_ok=True)
     page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=str(shot), full_page=True)
@@ -186,15 +226,22 @@ def test_reach_shown_equals_api_answer_for_the_spec_shown(page: Any, service: Se
 
 
 def _user_ids(profiles: Path, n: int) -> list[str]:
-    table = pq.read_table(profiles, columns=["user_id"]) if profiles.is_file() else pq.ParquetDataset(
-        profiles).read(columns=["user_id"])
+    table = (
+        pq.read_table(profiles, columns=["user_id"])
+        if profiles.is_file()
+        else pq.ParquetDataset(profiles).read(columns=["user_id"])
+    )
     return [str(u) for u in table.column("user_id").to_pylist()[:n]]
 
 
-def test_advertiser_key_unlocks_retargeting(page: Any, auth_service: Service, profiles: Path) -> None:
+def test_advertiser_key_unlocks_retargeting(
+    page: Any, auth_service: Service, profiles: Path
+) -> None:
     now = datetime.now(UTC).isoformat(timespec="seconds")
-    events = [{"user_id": u, "advertiser": "acme-auto", "event": "visit", "ts": now}
-              for u in _user_ids(profiles, 400)]
+    events = [
+        {"user_id": u, "advertiser": "acme-auto", "event": "visit", "ts": now}
+        for u in _user_ids(profiles, 400)
+    ]
     assert auth_service.post("/v1/events", {"events": events}, AD_SERVER_KEY).status_code == 200
 
     sent = watch_reach(page)
@@ -213,7 +260,8 @@ def test_advertiser_key_unlocks_retargeting(page: Any, auth_service: Service, pr
     page.fill(tid("rt-days-0"), "7")
     _, spec = settle(page)
     assert spec == {"retargeting": {"any": [{"event": "visit", "within_days": 7}]}}
-    assert_page_shows(page, auth_service, sent, ADVERTISER_KEY)
+    answer = assert_page_shows(page, auth_service, sent, ADVERTISER_KEY)
+    assert "error" not in answer, answer
 
     # the key lives in sessionStorage: a reload keeps it, signing out forgets it
     page.reload()
