@@ -52,3 +52,18 @@ class MemoryStore:
     def _get(self, k: tuple[str, str], now: float) -> float:
         v = self._counters.get(k)
         return v[0] if v is not None and v[1] > now else 0.0
+
+    def users_with_events(self, advertiser: str, events: set[str], since: float) -> set[str]:
+        """Users whose latest event of one of ``events`` for ``advertiser`` is at or after
+        ``since`` and not expired. Optional ability (not in the StateStore Protocol): the
+        audience index uses it, via ``getattr``, to count and export retargeting audiences."""
+        now = self._clock()
+        with self._lock:
+            return {
+                user
+                for user, mine in self._events.items()
+                if any(
+                    (v := mine.get((advertiser, e))) is not None and v[0] >= since and v[1] > now
+                    for e in events
+                )
+            }

@@ -1,0 +1,116 @@
+"""The advertiser-facing view of a reach answer: threshold, rounding, anti-differencing.
+
+* Counts under :data:`THRESHOLD` (100) are never shown: ``users: null,
+  below_threshold: true``; breakdown cells, funnel steps and overlap counts alike
+  (a hidden cell is ``null``). ``est_daily_impressions`` is hidden with the users.
+* Shown counts get deterministic noise and are then rounded to 2 significant digits.
+
+**Why deterministic noise, and keyed on what.** Rounding alone leaks: two specs that
+differ by 3 users show different rounded counts exactly when the true counts
+straddle a rounding boundary, and an attacker can search for such a pair. Random
+noise per query leaks too: repeat the query and average. So the noise is a pure
+function of a server secret and the query, and it has two independent parts:
+
+1. one keyed by the *audience* (``answer["audience_key"]``, a digest of the exact
+   matched user set). Rewriting a spec in many equivalent ways to average the noise
+   away does not help: every rewrite has the same audience, so the same noise;
+2. one keyed by the *spec* (``spec_key``, the canonical ``spec.to_dict()``), so that
+   two specs whose audiences are equal do not get equal answers: equality of answers
+   would otherwise tell an attacker "excluding user X changed nothing", i.e. X was
+   not in the audience.
+
+Each part is Laplace with scale ``max(10, 1% of the count)``: well above a handful of
+users and below the 2-significant-digit rounding for large audiences. Two specs that
+differ by a few users therefore get independent noise of tens of users, and their
+difference says nothing about the few. What remains is an averaging attack over many
+*different* audiences that all differ by the same few users; that needs a query
+budget per advertiser (the service's job), not a better formula.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from typing import Any
+
+THRESHOLD = 100
+MIN_NOISE = 10.0
+RELATIVE_NOISE = 0.01
+_PROCESS_SECRET = os.urandom(32)  # stable within a process; pass ``secret`` to share it across workers
+
+
+def spec_key(spec: Any, taxonomy: Any = None) -> str:
+    """Canonical text of a parsed spec (``Spec.to_dict``), the ``spec_key`` of :func:`advertiser_view`."""
+    return json.dumps(spec.to_dict(taxonomy), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def round_sig(x: float, digits: int = 2) -> int:
+    """``x`` rounded to ``digits`` significant digits (half away from zero), as an int."""
+    if x == 0:
+        return 0
+    exp = int(math.floor(math.log10(abs(x)))) - digits + 1
+    q = 10.0 ** exp
+    return int(math.copysign(math.floor(abs(x) / q + 0.5) * q, x))
+
+
+def _laplace(secret: bytes, *key: str) -> float:
+    """A Laplace(0, 1) draw that is a pure function of ``secret`` and ``key``."""
+    h = hashlib.sha256(secret + "\x1f".join(key).encode()).digest()
+    u = (int.from_bytes(h[:8], "big") + 0.5) / 2.0**64 - 0.5  # in (-0.5, 0.5)
+    return -math.copysign(1.0, u) * math.log(1.0 - 2.0 * abs(u))
+
+
+def noisy_count(n: int, spec_part: str, audience_part: str | None, field: str,
+                secret: bytes) -> int | None:
+    """The shown value of a count: None below the threshold, else noised and rounded."""
+    if n is None or n < THRESHOLD:
+        return None
+    scale = max(MIN_NOISE, RELATIVE_NOISE * n)
+    noise = _laplace(secret, "spec", spec_part, field)
+    if audience_part is not None:
+        noise += _laplace(secret, "audience", audience_part, field)
+    shown = n + scale * noise
+    if shown < THRESHOLD:
+        return None
+    return round_sig(shown)
+
+
+def advertiser_view(answer: dict[str, Any], spec_key: str, *, secret: bytes | None = None) -> dict[str, Any]:
+    """The advertiser-facing copy of an exact reach answer (see the module docstring).
+
+    ``spec_key``: canonical spec text (:func:`spec_key`); ``secret``: the deployment's
+    noise secret (bytes; default: a random one per process).
+    """
+    sec = secret if secret is not None else _PROCESS_SECRET
+    aud = answer.get("audience_key")
+
+    def show(n: int | None, field: str) -> int | None:
+        return noisy_count(n, spec_key, aud, field, sec) if n is not None else None
+
+    users = show(answer["users"], "users")
+    out: dict[str, Any] = {"users": users, "below_threshold": users is None}
+    est = answer.get("est_daily_impressions")
+    if users is None or est is None:
+        out["est_daily_impressions"] = None
+    else:
+        out["est_daily_impressions"] = round_sig(est * users / answer["users"]) if answer["users"] else 0
+    out["breakdown"] = {
+        dim: {value: show(n, f"breakdown|{dim}|{value}") for value, n in cells.items()}
+        for dim, cells in (answer.get("breakdown") or {}).items()
+    }
+    out["population"] = round_sig(answer["population"])
+    if answer.get("funnel") is not None:
+        out["funnel"] = [{"step": s["step"], "users": show(s["users"], f"funnel|{i}|{s['step']}")}
+                         for i, s in enumerate(answer["funnel"])]
+    else:
+        out["funnel"] = None
+    if "overlap" in answer:
+        out["overlap"] = {k: show(v, f"overlap|{k}") for k, v in answer["overlap"].items()}
+    if "notes" in answer:
+        out["notes"] = list(answer["notes"])
+    return out
+
+
+__all__ = ["THRESHOLD", "advertiser_view", "noisy_count", "round_sig", "spec_key"]
