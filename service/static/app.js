@@ -70,7 +70,7 @@ function fmt(n) {
   return typeof n === "number" ? Math.round(n).toLocaleString("en-US") : "—";
 }
 function fmtCn(n) {
-  if (typeof n !== "number") return "";
+  if (typeof n !== "number" || n < 1e4) return "";
   if (n >= 1e8) return `${+(n / 1e8).toFixed(2)} 亿`;
   if (n >= 1e4) return `${+(n / 1e4).toFixed(1)} 万`;
   return String(n);
@@ -335,7 +335,8 @@ function renderResults(specText, a) {
   users.title = a.below_threshold ? "fewer than 100 users: the exact count is withheld" : "";
   const share = tid("reach-share");
   if (typeof a.users === "number" && typeof a.population === "number" && a.population > 0) {
-    share.textContent = `≈ ${fmtCn(a.users)}人 · ${pct(a.users / a.population)} of ${fmt(a.population)}`;
+    const cn = fmtCn(a.users);
+    share.textContent = `${cn ? `≈ ${cn}人 · ` : ""}${pct(a.users / a.population)} of ${fmt(a.population)} users`;
   } else if (typeof a.population === "number") {
     share.textContent = `of ${fmt(a.population)} users`;
   } else {
@@ -343,7 +344,7 @@ function renderResults(specText, a) {
   }
   const imp = a.est_daily_impressions;
   tid("est-impressions").textContent = imp === null || imp === undefined ? (a.below_threshold ? "< 100" : "—") : fmt(imp);
-  tid("reach-status").textContent = imp ? `≈ ${fmtCn(imp)}次 / day` : "";
+  tid("reach-status").textContent = fmtCn(imp) ? `≈ ${fmtCn(imp)}次 / day` : "per day";
   const bd = a.breakdown || {};
   renderBars(tid("breakdown-province"), provinceRows(bd.province), 10);
   renderBars(tid("breakdown-age"), ageRows(bd.age));
@@ -436,6 +437,8 @@ function placeMatches(p, q) {
 function toggleGeo(adcode) {
   if (state.geo.get(adcode) === state.geoMode) state.geo.delete(adcode);
   else state.geo.set(adcode, state.geoMode);
+  const p = state.places.get(adcode);
+  if (p) state.focus = p.province; // show where the pick sits once the search is cleared
   changed();
 }
 function placeRow(p, { context = false } = {}) {
@@ -486,9 +489,20 @@ function renderGeo() {
       right.append(cities.length ? el("div", { class: "city-grid" }, cities)
         : el("div", { class: "empty pad" }, "直辖/特别行政区，无下级地级市 · no prefecture-level cities"));
     }
+    // rebuilding the panes must not lose the reader's place in them
+    const [oldLeft, oldRight] = [$(".geo-provinces", list), $(".geo-cities", list)];
+    const keep = [oldLeft ? oldLeft.scrollTop : 0, oldRight && renderGeo.shown === state.focus ? oldRight.scrollTop : 0];
     list.replaceChildren(left, right);
-    const f = left.querySelector(".focus");
-    if (f && !renderGeo.scrolled) { f.scrollIntoView({ block: "nearest" }); renderGeo.scrolled = true; }
+    [left.scrollTop, right.scrollTop] = keep;
+    renderGeo.shown = state.focus;
+    const f = $(".focus", left);
+    if (f && renderGeo.scrolledTo !== state.focus) {
+      // a newly focused province (e.g. picked from a search) is scrolled into the list's view
+      if (f.offsetTop < left.scrollTop || f.offsetTop + f.offsetHeight > left.scrollTop + left.clientHeight) {
+        left.scrollTop = f.offsetTop - 60;
+      }
+      renderGeo.scrolledTo = state.focus;
+    }
   }
   const picked = tid("geo-picked");
   const chips = [...state.geo].map(([a, m]) => el("span", { class: `pick ${m}`, testid: `geo-chip-${a}` },
