@@ -1,0 +1,146 @@
+"""The ``targeting`` command: exit codes, one-line errors, no tracebacks for bad input."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from targeting.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+GOOD = [
+    {"id": "acme-spring", "advertiser": "acme", "bid": {"cpm": 12.5}, "category": "auto",
+     "targeting": {"geo": {"include": ["广东"]}, "gender": "female"}},
+    {"id": "bobco-cpc", "advertiser": "bobco", "bid": {"cpc": 0.8}, "category": "finance",
+     "targeting": {"age": [[20, 40]]}},
+]
+
+
+def rules(root: Path, campaigns: Any = GOOD) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "taxonomy").symlink_to(REPO / "rules" / "taxonomy")
+    (root / "campaigns").mkdir()
+    (root / "campaigns" / "c.yaml").write_text(yaml.safe_dump(campaigns, allow_unicode=True), encoding="utf-8")
+    return root
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_validate_ok(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "validate", "--rules", str(rules(tmp_path / "r")))
+    assert code == 0
+    assert out.startswith("ok: 2 campaigns in 1 file(s) (2 active, 0 paused), 2 advertisers")
+
+
+def test_validate_lists_every_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = GOOD + [
+        {"id": "x1", "advertiser": "acme", "bid": {"cpm": 1}, "category": "auto",
+         "targeting": {"geo": {"include": ["atlantis"]}, "age": [[40, 30]]}},
+        {"id": "x2", "advertiser": "acme", "bid": {"cpm": 1}, "category": "cars"},
+    ]
+    code, out, err = run(capsys, "validate", "--rules", str(rules(tmp_path / "r", bad)))
+    assert code == 1 and out == ""
+    lines = err.strip().splitlines()
+    assert any(line.endswith("c.yaml: x1: targeting.geo.include[0]: unknown place 'atlantis'") or
+               ("c.yaml: x1: targeting.geo.include[0]: unknown place" in line) for line in lines)
+    assert any("c.yaml: x1: targeting.age[0]: inverted age range" in line for line in lines)
+    assert any("c.yaml: x2: category: unknown category 'cars'" in line for line in lines)
+    assert lines[-1] == "3 error(s); nothing loaded"
+
+
+def test_validate_without_taxonomy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "validate", "--rules", str(tmp_path))
+    assert code == 2 and err.startswith("error: --rules:") and "Traceback" not in err
+
+
+def test_decide_from_file_and_stdin(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    r = str(rules(tmp_path / "r"))
+    req = tmp_path / "req.json"
+    req.write_text(json.dumps({"user_id": "u1", "geo": {"city": "深圳"}, "gender": "female", "age": 30}))
+    code, out, _ = run(capsys, "decide", "--rules", r, str(req), "--explain")
+    assert code == 0
+    answer = json.loads(out)
+    assert [d["campaign_id"] for d in answer["decisions"]] == ["acme-spring", "bobco-cpc"]
+    assert answer["explain"]["eligible"] == ["acme-spring", "bobco-cpc"]
+    monkeypatch.setattr(sys, "stdin", io.StringIO('{"user_id": "u1", "age": 30}\n{"user_id": "u2", "age": 70}\n'))
+    code, out, _ = run(capsys, "decide", "--rules", r, "--compact")
+    answers = json.loads(out)
+    assert code == 0 and [len(a["decisions"]) for a in answers] == [1, 0]
+
+
+@pytest.mark.parametrize("text,needle", [
+    ('{"user_id": "u1", "age": -3}', "error: age: age is a whole number"),
+    ('{"user_id": "u1", "ts": "2026-11-24T10:00:00"}', "error: ts: ts '2026-11-24T10:00:00' has no time zone"),
+    ('{"user_id": "u1", "geo": {"city": "atlantis"}}', "error: geo.city: unknown place 'atlantis'"),
+    ("{not json", "error: request: the request is not JSON"),
+], ids=["age", "ts-zone", "city", "json"])
+def test_decide_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+                          text: str, needle: str) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO(text))
+    code, out, err = run(capsys, "decide", "--rules", str(rules(tmp_path / "r")))
+    assert code == 2 and out == ""
+    assert err.startswith(needle) and len(err.strip().splitlines()) == 1
+
+
+def test_reach_without_profiles_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "reach", "--rules", str(rules(tmp_path / "r")), '{"gender": "female"}')
+    assert code == 2 and "no profiles loaded" in err
+
+
+def test_reach_bad_spec(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "reach", "--rules", str(rules(tmp_path / "r")), "{age: [[40, 30]]}",
+                       "--profiles", str(tmp_path / "missing.parquet"))
+    assert code == 2 and err.startswith("error: --profiles: no such profiles file")
+
+
+def test_gen_campaigns_writes_valid_rules(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    r = rules(tmp_path / "r", [])
+    code, out, _ = run(capsys, "gen", "campaigns", "--n", "250", "--out", str(r / "campaigns"), "--seed", "7")
+    assert code == 0 and out.startswith("wrote 250 campaigns")
+    code, out, _ = run(capsys, "validate", "--rules", str(r))
+    assert code == 0 and out.startswith("ok: 250 campaigns")
+
+
+@pytest.mark.parametrize("argv", [[], ["serve"], ["validate"], ["decide"], ["reach"], ["export"], ["score"],
+                                  ["train"], ["gen"], ["gen", "campaigns"], ["gen", "population"], ["gen", "log"],
+                                  ["gen", "requests"], ["events"], ["events", "load"]],
+                         ids=lambda a: " ".join(a) or "top")
+def test_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        main([*argv, "--help"])
+    assert e.value.code == 0
+    assert "usage: targeting" in capsys.readouterr().out
+
+
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (["frobnicate"], ["gen", "campaigns", "--n", "many", "--out", "x"], ["serve", "--port", "http"]):
+        with pytest.raises(SystemExit) as e:
+            main(argv)
+        assert e.value.code == 2
+        assert "error:" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(importlib.util.find_spec("targeting.batch") is not None, reason="targeting.batch is installed")
+def test_missing_module_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "score", "--rules", str(rules(tmp_path / "r")), "--requests", "x", "--out", "y")
+    assert code == 2 and "needs targeting.batch" in err
+
+
+def test_real_exit_code_and_no_traceback(tmp_path: Path) -> None:
+    p = subprocess.run([sys.executable, "-m", "targeting.cli", "decide", "--rules", str(rules(tmp_path / "r"))],
+                       input='{"user_id": "u", "age": "old"}', capture_output=True, text=True, cwd=REPO)
+    assert p.returncode == 2
+    assert p.stderr.strip() == "error: age: age is a whole number of years 0..120, not 'old'"
