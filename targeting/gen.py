@@ -22,6 +22,7 @@ from .taxonomy import SLOTS, WEEKDAYS, Taxonomy
 
 TIMEZONES = ("Asia/Shanghai", "Asia/Shanghai", "Asia/Shanghai", "Asia/Hong_Kong", "Asia/Tokyo", "UTC")
 CAMPAIGNS_PER_FILE = 1000
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml when present: ~5x faster
 
 
 def generate_campaigns(n: int, taxonomy: Taxonomy, seed: int = 0) -> list[dict[str, Any]]:
@@ -77,7 +78,8 @@ def write_campaigns(campaigns: list[dict[str, Any]], out_dir: str | Path,
     for k in range(0, max(len(campaigns), 1), per_file):
         p = d / f"generated-{k // per_file + 1:04d}.yaml"
         chunk = campaigns[k:k + per_file]
-        p.write_text(yaml.safe_dump(chunk, allow_unicode=True, sort_keys=False), encoding="utf-8")
+        text = yaml.dump(chunk, Dumper=_DUMPER, allow_unicode=True, sort_keys=False)
+        p.write_text(text, encoding="utf-8")
         paths.append(p)
     return paths
 
