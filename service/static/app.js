@@ -222,20 +222,35 @@ function headers() {
 }
 
 async function loadTaxonomy() {
+  const list = tid("geo-list");
+  list.className = "geo-list searching"; // one column for the message until the places arrive
+  list.replaceChildren(el("div", { class: "empty pad" }, "加载中… loading places"));
+  let r;
+  let body;
   try {
-    const r = await fetch("/v1/taxonomy", { headers: headers() });
-    const body = await r.json().catch(() => null);
-    if (!r.ok) throw new Error(body && body.error ? body.error.message : `HTTP ${r.status}`);
-    state.taxonomy = body;
-    for (const p of body.provinces) {
-      state.places.set(p.adcode, { ...p, level: "province", province: p.adcode });
-      for (const c of p.cities) state.places.set(c.adcode, { ...c, level: "city", province: p.adcode });
-    }
-    state.focus = body.provinces.length ? body.provinces[0].adcode : null;
-    renderTaxonomyControls();
+    r = await fetch("/v1/taxonomy", { headers: headers() });
+    body = await r.json().catch(() => null);
   } catch (e) {
-    showBanner(`无法加载分类 · could not load the taxonomy: ${e.message}`);
+    body = { error: { message: `服务不可达 · service unreachable (${e.message})` } };
   }
+  if (!r || !r.ok || !body || body.error) {
+    const err = (body && body.error) || { message: `HTTP ${r.status}` };
+    const needKey = r && r.status === 401;
+    const text = needKey
+      ? `需要 API 密钥 · this service needs an API key: enter it at the top right (${err.message})`
+      : `无法加载分类 · could not load the taxonomy: ${err.message}`;
+    showBanner(text);
+    list.replaceChildren(el("div", { class: "empty pad" }, text));
+    if (needKey) { keyState(false, err.message); tid("api-key").focus(); }
+    return;
+  }
+  state.taxonomy = body;
+  for (const p of body.provinces) {
+    state.places.set(p.adcode, { ...p, level: "province", province: p.adcode });
+    for (const c of p.cities) state.places.set(c.adcode, { ...c, level: "city", province: p.adcode });
+  }
+  state.focus = body.provinces.length ? body.provinces[0].adcode : null;
+  renderTaxonomyControls();
 }
 
 function changed() {
@@ -672,7 +687,11 @@ function select(testid, options, value, onchange) {
 function keyState(ok, why) {
   const s = tid("key-state");
   tid("api-key-clear").hidden = !state.key;
-  if (!state.key) { s.textContent = "未登录 · open demo"; s.className = "keystate"; return; }
+  if (!state.key) {
+    s.textContent = ok ? "未登录 · open demo" : "需要密钥 · key required";
+    s.className = `keystate ${ok ? "" : "bad"}`;
+    return;
+  }
   s.textContent = ok ? `已使用密钥 · key …${state.key.slice(-4)}` : `密钥被拒 · key refused${why ? ": " + why : ""}`;
   s.className = `keystate ${ok ? "on" : "bad"}`;
 }
@@ -729,6 +748,7 @@ function init() {
   }
   tid("copy-spec").addEventListener("click", copySpec);
   renderControls();
+  renderSpec(buildSpec());
   for (const id of ["breakdown-province", "breakdown-age", "breakdown-gender"]) renderBars(tid(id), []);
   tid("funnel").replaceChildren(el("li", { class: "empty" }, "等待结果 · waiting for the first answer"));
   loadTaxonomy();

@@ -262,6 +262,16 @@ def test_advertiser_key_unlocks_retargeting(
     assert spec == {"retargeting": {"any": [{"event": "visit", "within_days": 7}]}}
     answer = assert_page_shows(page, auth_service, sent, ADVERTISER_KEY)
     assert "error" not in answer, answer
+    assert not answer["below_threshold"], "the 400 recorded visitors should be counted"
+
+    # a bad window: the API's error sits in the retargeting card, naming the rule
+    page.fill(tid("rt-days-0"), "0")
+    state, _ = settle(page)
+    error = assert_page_shows(page, auth_service, sent, ADVERTISER_KEY)["error"]
+    assert state == "error" and error["path"] == "targeting.retargeting.any[0].within_days"
+    assert error["path"] in page.text_content(tid("error-retargeting"))
+    page.fill(tid("rt-days-0"), "7")
+    assert settle(page)[0] == "ready"
 
     # the key lives in sessionStorage: a reload keeps it, signing out forgets it
     page.reload()
