@@ -83,6 +83,7 @@ def page(playwright_driver: Any, tmp_path: Path) -> Iterator[Any]:
         viewport={"width": 1440, "height": 1000},
         locale="zh-CN",
         timezone_id="Asia/Shanghai",
+        permissions=["clipboard-read", "clipboard-write"],
     )
     pg = context.pages[0] if context.pages else context.new_page()
     pg.set_default_timeout(20_000)

@@ -18,6 +18,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
+import yaml
 from browser_harness import AD_SERVER_KEY, ADVERTISER_KEY, REPO, Service
 
 pytestmark = pytest.mark.browser
@@ -37,11 +38,12 @@ SETTLED = """() => {
 
 
 def settle(page: Any) -> tuple[str, dict[str, Any]]:
-    """(results state: ready | error, the spec the page shows as JSON)."""
+    """(results state: ready | error, the spec the page shows as JSON); the YAML it
+    shows must be the same spec."""
     page.wait_for_function(SETTLED)
-    return page.get_attribute(tid("results"), "data-state"), json.loads(
-        page.text_content(tid("spec-json"))
-    )
+    spec = json.loads(page.text_content(tid("spec-json")))
+    assert yaml.safe_load(page.text_content(tid("spec-yaml"))) == spec
+    return page.get_attribute(tid("results"), "data-state"), spec
 
 
 def drag(page: Any, start: tuple[int, int], end: tuple[int, int]) -> None:
@@ -188,6 +190,14 @@ def test_reach_shown_equals_api_answer_for_the_spec_shown(
     # the YAML names the places and tags for a human reader
     yaml_text = page.text_content(tid("spec-yaml"))
     assert "include: [440000]  # 广东省" in yaml_text and 'hours: ["9-17"]' in yaml_text
+
+    # the copy button puts the spec shown (YAML tab by default, then JSON) on the clipboard
+    page.click(tid("copy-spec"))
+    assert yaml.safe_load(page.evaluate("navigator.clipboard.readText()")) == spec
+    page.click(tid("spec-tab-json"))
+    page.click(tid("copy-spec"))
+    assert json.loads(page.evaluate("navigator.clipboard.readText()")) == spec
+    page.click(tid("spec-tab-yaml"))
 
     shot = (
         REPO / "docs" / "reach-page.png"
