@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
 from redis.backoff import NoBackoff
+from redis.exceptions import NoScriptError
 from redis.retry import Retry
 
 from .base import Counter, Event, StateQuery, StoreUnavailable, UserState
@@ -26,21 +27,22 @@ from .keys import counter_key, decode_event_value, encode_event_value, event_key
 
 T = TypeVar("T")
 
-# Keep the max ts per hash field; KEYS[i] goes with ARGV[4i-3 .. 4i] =
-# field, ts, encoded value, expiry (ms). The key lives until its newest field expires.
-# One call carries many events, so Python builds a few commands, not one per event.
+# Keep the max ts per hash field; KEYS[i] goes with ARGV[3i-2 .. 3i] = field, encoded
+# value (b"<ts>|<expires>", see keys.py) and expiry in ms. The key lives until its
+# newest field expires. One call carries many events, so Python builds a few
+# commands, not one per event.
 _ADD_EVENTS_LUA = """
 local n = 0
 for i = 1, #KEYS do
-  local k, j = KEYS[i], (i - 1) * 4
-  local cur = redis.call('HGET', k, ARGV[j + 1])
-  local cts = cur and tonumber(string.match(cur, '^([^|]*)'))
-  if not cts or cts < tonumber(ARGV[j + 2]) then
-    redis.call('HSET', k, ARGV[j + 1], ARGV[j + 3])
+  local k, j = KEYS[i], (i - 1) * 3
+  local field, value = ARGV[j + 1], ARGV[j + 2]
+  local cur = redis.call('HGET', k, field)
+  if not cur or tonumber(string.match(cur, '^[^|]*')) < tonumber(string.match(value, '^[^|]*')) then
+    redis.call('HSET', k, field, value)
     if redis.call('PTTL', k) == -1 then
-      redis.call('PEXPIREAT', k, ARGV[j + 4])
+      redis.call('PEXPIREAT', k, ARGV[j + 3])
     else
-      redis.call('PEXPIREAT', k, ARGV[j + 4], 'GT')
+      redis.call('PEXPIREAT', k, ARGV[j + 3], 'GT')
     end
     n = n + 1
   end
@@ -50,6 +52,7 @@ return n
 
 EVENTS_PER_SCRIPT_CALL = 500
 EVENTS_PER_PIPELINE = 20_000
+EVALS_IN_FLIGHT = 2
 COUNTERS_PER_PIPELINE = 2_000
 
 
@@ -195,30 +198,51 @@ class RedisStore:
         latest: dict[tuple[bytes, bytes], float] = {}
         for e in events:
             k = (event_key(e.user_id, e.advertiser), e.event.encode())
-            if latest.get(k, -math.inf) < e.ts:
-                latest[k] = e.ts
+            ts = float(e.ts)
+            if latest.get(k, -math.inf) < ts:
+                latest[k] = ts
         items = list(latest.items())
         for start in range(0, len(items), EVENTS_PER_PIPELINE):
             chunk = items[start : start + EVENTS_PER_PIPELINE]
             self._guarded(lambda chunk=chunk: self._send_events(chunk, ttl))
 
     def _send_events(self, items: list[tuple[tuple[bytes, bytes], float]], ttl: int) -> None:
-        with self._writer.pipeline(transaction=False) as pipe:
+        """Stream EVALSHA calls with up to ``EVALS_IN_FLIGHT`` unanswered, so Redis runs
+        one chunk while Python packs the next (a plain pipeline would serialise the two).
+        Re-sending is harmless, so after a NOSCRIPT (Redis restarted) we reload and redo."""
+        script = self._add_events_script
+        try:
+            self._stream_evalsha(script.sha, items, ttl)
+        except NoScriptError:
+            script.sha = self._writer.script_load(script.script)
+            self._stream_evalsha(script.sha, items, ttl)
+
+    def _stream_evalsha(
+        self, sha: str, items: list[tuple[tuple[bytes, bytes], float]], ttl: int
+    ) -> None:
+        pool = self._writer.connection_pool
+        conn = pool.get_connection()
+        try:
+            in_flight = 0
             for start in range(0, len(items), EVENTS_PER_SCRIPT_CALL):
                 keys: list[bytes] = []
                 args: list[bytes | int] = []
                 for (key, field), ts in items[start : start + EVENTS_PER_SCRIPT_CALL]:
                     keys.append(key)
-                    ts = float(ts)
                     expires = ts + ttl
-                    args += [
-                        field,
-                        repr(ts).encode(),
-                        encode_event_value(ts, expires),
-                        math.ceil(expires * 1000),
-                    ]
-                self._add_events_script(keys=keys, args=args, client=pipe)
-            pipe.execute()
+                    args += [field, encode_event_value(ts, expires), math.ceil(expires * 1000)]
+                conn.send_command("EVALSHA", sha, len(keys), *keys, *args)
+                in_flight += 1
+                if in_flight > EVALS_IN_FLIGHT:
+                    conn.read_response()
+                    in_flight -= 1
+            for _ in range(in_flight):
+                conn.read_response()
+        except BaseException:
+            conn.disconnect()  # unread replies would poison the next user of this connection
+            raise
+        finally:
+            pool.release(conn)
 
     def add_counters(self, counters: Sequence[Counter]) -> None:
         """INCRBYFLOAT + EXPIRE per counter inside MULTI/EXEC, pipelined in chunks."""
