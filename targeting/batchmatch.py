@@ -640,17 +640,15 @@ def apply_store_checks(
         ok = ((counters < meta.cap_n[uc]) & budget_ok)[uinv]  # per (request, clause)
         rt = np.flatnonzero(ok & meta.clause_rt[pj])
         if rt.size:
-            state_of = dict(zip(users.tolist(), states))
-            for k in rt.tolist():
+            # users without any event of the advertiser: "any" rules fail, "none" rules pass
+            with_events = {b: st for b, st in zip(users.tolist(), states) if st.events}
+            seen = np.array([int(b) in with_events for b in pb[rt].tolist()], dtype=bool)
+            ok[rt[~seen]] = ~meta.clause_rt_any[pj[rt[~seen]]]
+            for k in rt[seen].tolist():
                 b, j, ci = int(pb[k]), int(pj[k]), int(pcamp[k])
-                st = state_of[b]
-                adv = meta.advertisers[meta.advertiser[ci]]
-                if not any(a == adv for a, _ in st.events):
-                    ok[k] = not meta.clause_rt_any[j]  # nothing seen: "any" rules fail, "none" rules pass
-                    continue
                 req = Request(user_id=str(reqs.user_id[b]), ts=float(reqs.ts[b]))
                 pend = Pending(req, cast(Any, None), cast(Any, None), pj[k:k + 1], pj[k:k + 1], None)
-                ok[k] = _state_check(index, j, ci, pend, st) is None
+                ok[k] = _state_check(index, j, ci, pend, with_events[b]) is None
     drop = ~ok
     if drop.any():
         bj, jj = pb[drop], pj[drop]

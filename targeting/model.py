@@ -165,6 +165,16 @@ class ClickModel:
     def __repr__(self) -> str:
         return f"ClickModel(version={self.version!r}, campaigns={len(self.campaign_ids)})"
 
+    def __getstate__(self) -> dict[str, Any]:  # for Dask workers: caches and locks stay behind
+        state = self.__dict__.copy()
+        del state["_slots"], state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._slots = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+
     def campaign_slots(self, index: CampaignIndex) -> np.ndarray:
         """int64[index.n_campaigns]: each campaign's row in ``campaign`` (unknown → the zero row)."""
         hit = self._slots.get(index)

@@ -1,0 +1,221 @@
+"""The batch scorer gives exactly ``Engine.decide``'s answers, streams, reports bad rows, sums up."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from targeting.batch import score
+from targeting.clicklog import generate_requests
+from targeting.errors import TargetingError
+from targeting.profiles import Profiles
+from targeting.taxonomy import Taxonomy
+
+from .conftest import NOW, make_engine, request_dict, warm_store
+
+
+def _decisions(path: Path) -> dict[str, list[tuple[Any, ...]]]:
+    out: dict[str, list[tuple[Any, ...]]] = {}
+    files = sorted(path.glob("*.parquet")) if path.is_dir() else [path]
+    for f in files:
+        for r in pq.read_table(f).to_pylist():
+            out.setdefault(r["request_id"], []).append(
+                (r["rank"], r["campaign_id"], round(r["ecpm"], 6), round(r["pctr"], 6)))
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def _expected(engine: Any, rows: list[dict[str, Any]], **extra: Any) -> dict[str, list[tuple[Any, ...]]]:
+    out = {}
+    for row in rows:
+        ans = engine.decide({**request_dict(row), **extra})
+        if ans["decisions"]:
+            out[row["request_id"]] = [(k + 1, d["campaign_id"], d["ecpm"], d["pctr"])
+                                      for k, d in enumerate(ans["decisions"])]
+    return out
+
+
+@pytest.fixture(scope="module")
+def requests_file(tmp_path_factory: pytest.TempPathFactory, tx: Taxonomy) -> Path:
+    p = tmp_path_factory.mktemp("req") / "requests.parquet"
+    generate_requests(p, 1500, taxonomy=tx, seed=11, days=3, end=NOW, progress=False)
+    return p
+
+
+def test_identical_to_decide_with_state(tx: Taxonomy, requests_file: Path, tmp_path: Path) -> None:
+    engine = make_engine(tx)
+    rows = pq.read_table(requests_file).to_pylist()
+    warm_store(engine, sorted({r["user_id"] for r in rows}))
+    result = score(engine, requests_file, tmp_path / "out.parquet", progress=False)
+    got = _decisions(tmp_path / "out.parquet")
+    want = _expected(engine, rows)
+    assert result["requests"] == len(rows) and result["invalid"] == 0
+    assert sum(map(len, want.values())) > 3 * len(rows)  # a non-trivial rule set: many candidates
+    assert got == want
+
+
+def test_store_checks_change_answers(tx: Taxonomy, requests_file: Path, tmp_path: Path) -> None:
+    # guard for the test above: the warmed store must actually remove candidates
+    cold = make_engine(tx)
+    warm = make_engine(tx)
+    rows = pq.read_table(requests_file).to_pylist()
+    warm_store(warm, sorted({r["user_id"] for r in rows}))
+    score(cold, requests_file, tmp_path / "cold.parquet", progress=False)
+    score(warm, requests_file, tmp_path / "warm.parquet", progress=False)
+    assert _decisions(tmp_path / "cold.parquet") != _decisions(tmp_path / "warm.parquet")
+
+
+def test_limit_and_floor_like_decide(tx: Taxonomy, requests_file: Path, tmp_path: Path) -> None:
+    engine = make_engine(tx, seed=3)
+    rows = pq.read_table(requests_file).to_pylist()[:400]
+    small = tmp_path / "small.parquet"
+    pq.write_table(pq.read_table(requests_file).slice(0, 400), small)
+    score(engine, small, tmp_path / "out.parquet", progress=False, limit=3, floor_cpm=12.5)
+    assert _decisions(tmp_path / "out.parquet") == _expected(engine, rows, limit=3, floor_cpm=12.5)
+
+
+def test_profiles_fill_missing_attributes_like_decide(tx: Taxonomy, tmp_path: Path) -> None:
+    profiles = Profiles(pa.table({
+        "user_id": ["p1", "p2", "p3"],
+        "province": pa.array([440000, 310000, None], pa.int32()),
+        "city": pa.array([440300, None, None], pa.int32()),
+        "gender": ["female", "male", None],
+        "age": pa.array([29, 45, 17], pa.int16()),
+        "tags": [["white_collar_women", "beauty"], ["car_lover", "investor"], ["student", "gamer"]],
+    }))
+    engine = make_engine(tx, seed=5, profiles=profiles)
+    ts = pa.array([int(NOW * 1e6)] * 5, pa.timestamp("us", tz="UTC"))
+    table = pa.table({
+        "request_id": ["a", "b", "c", "d", "e"],
+        "user_id": ["p1", "p2", "p3", "p1", "nobody"],
+        "ts": ts,
+        "province": pa.array([None, None, None, 110000, None], pa.int32()),
+        "city": pa.array([None] * 5, pa.int32()),
+        "gender": [None, None, "female", None, None],
+        "age": pa.array([None, 30, None, None, None], pa.int16()),
+        "tags": pa.array([None, None, [], None, None], pa.list_(pa.string())),
+        "scene": ["office", None, "campus", None, None],
+        "slot": [None] * 5,
+    })
+    pq.write_table(table, tmp_path / "r.parquet")
+    score(engine, tmp_path / "r.parquet", tmp_path / "out.parquet", progress=False)
+    assert _decisions(tmp_path / "out.parquet") == _expected(engine, table.to_pylist())
+
+
+def test_learned_model_identical_to_decide(tx: Taxonomy, requests_file: Path, tmp_path: Path) -> None:
+    from targeting.model import ClickModel, FeatureSpec
+
+    spec = FeatureSpec.of(tx)
+    rng = np.random.default_rng(0)
+    engine = make_engine(tx, seed=9)
+    ids = list(engine.index.ids)[::2]  # half the campaigns unknown to the model
+    model = ClickModel(version="t", spec=spec, W=np.vstack([rng.normal(0, 0.5, (spec.n, len(spec.categories))),
+                                                          np.zeros((1, len(spec.categories)))]),
+                       bias=rng.normal(-5, 0.3, len(spec.categories)), campaign=rng.normal(0, 0.3, len(ids)),
+                       campaign_ids=ids, calibration=(0.9, -0.1), meta={})
+    engine.swap_model(model)
+    rows = pq.read_table(requests_file).to_pylist()[:500]
+    small = tmp_path / "small.parquet"
+    pq.write_table(pq.read_table(requests_file).slice(0, 500), small)
+    score(engine, small, tmp_path / "out.parquet", progress=False)
+    assert _decisions(tmp_path / "out.parquet") == _expected(engine, rows)
+
+
+# each case: (column, bad value, path suffix)
+BAD_ROWS = [
+    ("tags", ["no_such_tag"], "tags"),  # unknown tag
+    ("age", 200, "age"),  # out of range
+    ("province", 440300, "province"),  # a city in the province column
+    ("city", 999999, "city"),  # unknown adcode
+    ("gender", "robot", "gender"),  # not male/female
+    ("scene", "moon", "scene"),  # unknown scene
+    ("user_id", None, "user_id"),  # required
+]
+
+
+@pytest.mark.parametrize(("column", "value", "path"), BAD_ROWS, ids=[c[0] for c in BAD_ROWS])
+def test_bad_rows_are_reported_not_scored(tx: Taxonomy, requests_file: Path, tmp_path: Path,
+                                          column: str, value: Any, path: str) -> None:
+    table = pq.read_table(requests_file).slice(0, 50)
+    rows = table.to_pylist()
+    rows[7][column] = value
+    if column == "province":
+        rows[7]["city"] = None
+    bad = pa.Table.from_pylist(rows, schema=table.schema)
+    pq.write_table(bad, tmp_path / "bad.parquet")
+    engine = make_engine(tx, n=50)
+    result = score(engine, tmp_path / "bad.parquet", tmp_path / "out.parquet", progress=False)
+    assert result["invalid"] == 1 and result["scored"] == 49
+    [err] = result["errors"]
+    assert err["row"] == 7 and err["request_id"] == rows[7]["request_id"]
+    assert err["error"]["path"] == f"requests[7].{path}"
+    assert rows[7]["request_id"] not in _decisions(tmp_path / "out.parquet")
+
+
+def test_summary_is_what_served(tx: Taxonomy, requests_file: Path, tmp_path: Path) -> None:
+    engine = make_engine(tx, seed=4)
+    result = score(engine, requests_file, tmp_path / "out.parquet", summary=True, progress=False)
+    out = pq.read_table(tmp_path / "out.parquet").to_pylist()
+    won: dict[str, list[float]] = {}
+    for r in out:
+        if r["rank"] == 1:
+            won.setdefault(r["campaign_id"], []).append(r["pctr"])
+    summary = {s["campaign_id"]: s for s in result["summary"]}
+    assert set(summary) == set(won)
+    for cid, pctrs in won.items():
+        c = engine.index.campaigns[engine.index.position[cid]]
+        s = summary[cid]
+        assert s["impressions"] == len(pctrs)
+        assert math.isclose(s["expected_clicks"], sum(pctrs), abs_tol=1e-3)
+        spend = sum(c.bid * p for p in pctrs) if c.bid_type == "cpc" else c.bid / 1000 * len(pctrs)
+        assert math.isclose(s["spend"], spend, abs_tol=1e-3)
+    assert sum(s["impressions"] for s in result["summary"]) == result["scored"] - result["no_decision"]
+
+
+def test_missing_and_unreadable_inputs(tx: Taxonomy, tmp_path: Path) -> None:
+    engine = make_engine(tx, n=10)
+    with pytest.raises(TargetingError, match="no requests file"):
+        score(engine, tmp_path / "nope.parquet", tmp_path / "out.parquet", progress=False)
+    (tmp_path / "junk.parquet").write_bytes(b"not parquet")
+    with pytest.raises(TargetingError, match="not a readable Parquet"):
+        score(engine, tmp_path / "junk.parquet", tmp_path / "out.parquet", progress=False)
+    pq.write_table(pa.table({"request_id": ["x"]}), tmp_path / "no_user.parquet")
+    with pytest.raises(TargetingError, match="user_id") as e:
+        score(engine, tmp_path / "no_user.parquet", tmp_path / "out.parquet", progress=False)
+    assert e.value.path == "user_id"
+
+
+def test_directory_input_and_progress_on_stderr(tx: Taxonomy, requests_file: Path, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    d = tmp_path / "parts"
+    d.mkdir()
+    t = pq.read_table(requests_file)
+    pq.write_table(t.slice(0, 700), d / "a.parquet")
+    pq.write_table(t.slice(700), d / "b.parquet")
+    engine = make_engine(tx, seed=2)
+    one = score(engine, requests_file, tmp_path / "one.parquet", progress=False)
+    two = score(engine, d, tmp_path / "two.parquet", progress=True)
+    assert _decisions(tmp_path / "one.parquet") == _decisions(tmp_path / "two.parquet")
+    assert one["decisions"] == two["decisions"]
+    assert "score: 1,500/1,500 rows" in capsys.readouterr().err
+
+
+def test_dask_local_cluster_same_as_local(tx: Taxonomy, requests_file: Path, tmp_path: Path) -> None:
+    distributed = pytest.importorskip("distributed")
+    engine = make_engine(tx, seed=8)
+    rows = pq.read_table(requests_file).to_pylist()
+    warm_store(engine, sorted({r["user_id"] for r in rows}))
+    local = score(engine, requests_file, tmp_path / "local.parquet", summary=True, progress=False)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        remote = score(engine, requests_file, tmp_path / "parts", scheduler=client, summary=True,
+                       progress=False, partition_rows=400)
+    assert remote["partitions"] == 4
+    assert len(list((tmp_path / "parts").glob("part-*.parquet"))) == 4
+    assert _decisions(tmp_path / "parts") == _decisions(tmp_path / "local.parquet")
+    assert remote["summary"] == local["summary"]
