@@ -291,3 +291,56 @@ def test_advertiser_key_unlocks_retargeting(
     page.click(tid("api-key-clear"))
     assert page.evaluate("sessionStorage.getItem('targeting.apiKey')") is None
     assert not page.is_visible(tid("retargeting"))
+
+
+def test_shortcuts_demographics_and_scene(page: Any, service: Service) -> None:
+    sent = watch_reach(page)
+    page.goto(service.url + "/")
+    page.wait_for_selector(tid("geo-toggle-440000"))
+
+    # day-part shortcuts, then one hour column across the week
+    page.click(tid("grid-weekends"))
+    assert settle(page)[1] == {"time": {"days": ["weekends"]}}
+    page.click(tid("grid-weekdays"))
+    assert settle(page)[1] == {"time": {"days": ["weekdays"]}}
+    page.click(tid("grid-hour-20"))
+    weekend = "0" * 20 + "1" + "0" * 3
+    assert settle(page)[1] == {"time": {"grid": ["1" * 24] * 5 + [weekend] * 2}}
+    page.click(tid("grid-all"))
+    assert settle(page)[1] == {}, "every hour of the week is no time constraint"
+    page.click(tid("grid-clear"))
+    assert painted(page) == set() and settle(page)[1] == {}
+
+    # a whole province from the two-pane picker, then removed again by its chip
+    page.click(tid("geo-province-110000"))
+    page.click(tid("geo-whole-110000"))
+    assert settle(page)[1] == {"geo": {"include": [110000]}}
+    page.click(f"{tid('geo-chip-110000')} button")
+    assert settle(page)[1] == {}
+
+    # men in two age bands (presets), online from home or the office
+    page.click(tid("gender-male"))
+    page.click(tid("age-preset-18-24"))
+    page.click(tid("age-preset-35-44"))
+    page.click(tid("scene-office"))
+    page.click(tid("scene-home"))
+    state, spec = settle(page)
+    assert spec == {
+        "gender": "male",
+        "age": [[18, 24], [35, 44]],
+        "scene": {"include": ["home", "office"]},
+    }
+    answer = assert_page_shows(page, service, sent)
+    assert state == "ready" and not answer["below_threshold"]
+    gender_label = {"male": "男", "female": "女", "unknown": "未知"}
+    assert bars(page, "breakdown-gender") == [
+        (gender_label[g], count(n, n is None)) for g, n in answer["breakdown"]["gender"].items()
+    ]
+    assert answer["breakdown"]["gender"]["female"] is None  # nobody else is counted
+
+    # a preset clicked again removes its range; the typed boxes follow
+    page.click(tid("age-preset-18-24"))
+    _, spec = settle(page)
+    assert spec["age"] == [[35, 44]]
+    assert page.input_value(tid("age-min-0")) == "35"
+    assert_page_shows(page, service, sent)
