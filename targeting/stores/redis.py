@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -204,7 +205,7 @@ class RedisStore:
         items = list(latest.items())
         for start in range(0, len(items), EVENTS_PER_PIPELINE):
             chunk = items[start : start + EVENTS_PER_PIPELINE]
-            self._guarded(lambda chunk=chunk: self._send_events(chunk, ttl))
+            self._guarded(partial(self._send_events, chunk, ttl))
 
     def _send_events(self, items: list[tuple[tuple[bytes, bytes], float]], ttl: int) -> None:
         """Stream EVALSHA calls with up to ``EVALS_IN_FLIGHT`` unanswered, so Redis runs
