@@ -161,7 +161,7 @@ def _export_dask(index: AudienceIndex, ev: Evaluator, clauses: Sequence[Clause],
     directory = index.directory
     if directory is None:  # workers read shards from disk: save an in-memory index first
         tmpdir = Path(tempfile.mkdtemp(prefix="targeting-index-"))
-        directory = index.save(tmpdir / "index")
+        directory = index.save(tmpdir / "index", adopt=False)
     manifest = json.loads((Path(directory) / "manifest.json").read_text())
     client = scheduler if isinstance(scheduler, Client) else Client(scheduler)
     stage = out.with_name(f".{out.name}.tmp-{os.getpid()}")

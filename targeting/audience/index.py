@@ -245,8 +245,9 @@ class AudienceIndex:
     # ------------------------------------------------------------ persistence
     signature: str | None = None
 
-    def save(self, directory: str | Path, *, signature: str | None = None) -> Path:
-        """Write to ``directory`` atomically (a temporary sibling renamed at the end)."""
+    def save(self, directory: str | Path, *, signature: str | None = None, adopt: bool = True) -> Path:
+        """Write to ``directory`` atomically (a temporary sibling renamed at the end).
+        ``adopt``: remember it as this index's directory (Dask exports read shards from it)."""
         d = Path(directory)
         tmp = d.with_name(f".{d.name}.tmp-{os.getpid()}")
         if tmp.exists():
@@ -270,8 +271,9 @@ class AudienceIndex:
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
-        self.directory = d
-        self.signature = signature or self.signature
+        if adopt:
+            self.directory = d
+            self.signature = signature or self.signature
         return d
 
     @classmethod
