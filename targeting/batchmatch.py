@@ -279,7 +279,9 @@ def _tag_matrix(table: pa.Table, n: int, tx: Taxonomy, fail: Any) -> tuple[np.nd
     flat = lut[pc.fill_null(enc.indices, len(vocab)).to_numpy(zero_copy_only=False)] if len(values) else \
         np.zeros(0, dtype=np.int32)
     row_of = np.repeat(np.arange(n), lengths)
-    bad_rows = np.unique(row_of[flat < 0])
+    hidden = nulls[row_of]  # a null list may still span values in Arrow; they are not the request's
+    flat = np.where(hidden, np.iinfo(np.int32).max, flat)
+    bad_rows = np.unique(row_of[flat < 0])  # hidden values are int32 max, never < 0
     if bad_rows.size:
         codes = pc.fill_null(enc.indices, len(vocab)).to_numpy(zero_copy_only=False)
         first_bad = {int(r): k for k, r in zip(np.flatnonzero(flat < 0)[::-1], row_of[flat < 0][::-1])}
@@ -290,6 +292,8 @@ def _tag_matrix(table: pa.Table, n: int, tx: Taxonomy, fail: Any) -> tuple[np.nd
     if width:
         col_of = np.arange(len(flat)) - np.repeat(offsets[:-1], lengths)
         mat[row_of, col_of] = np.where(flat < 0, np.iinfo(np.int32).max, flat)
+    if nulls.any():
+        mat[nulls] = np.iinfo(np.int32).max
     return _normalize_tags(mat), nulls
 
 

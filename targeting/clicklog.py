@@ -261,10 +261,10 @@ def _sample_requests(n: int, tx: Taxonomy, rng: np.random.Generator, users: _Use
     scene[rng.random(n) < 0.05] = None
     gender = np.array([None, *GENDERS], dtype=object)[users.gender[who]]
     age_col = pa.array(np.where(age >= 0, age, 0).astype(np.int16), mask=age < 0)
-    tag_bits = users.tags[who]
+    null_tags = rng.random(n) < 0.03
+    tag_bits = users.tags[who] & ~null_tags[:, None]
     _, c = np.nonzero(tag_bits)
     offsets = np.concatenate([[0], np.cumsum(tag_bits.sum(axis=1))]).astype(np.int32)
-    null_tags = rng.random(n) < 0.03
     tags = pa.ListArray.from_arrays(pa.array(offsets), pa.array(np.array(tx.tag_ids, dtype=object)[c]),
                                     mask=pa.array(null_tags))
     prov = users.province[who]

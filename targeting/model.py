@@ -480,7 +480,8 @@ def read_log(path: str | Path, tx: Taxonomy, categories: dict[str, str]) -> dict
         values = values.astype(np.int8)
     if values.dtype.kind not in "iuf" or not np.isin(values, (0, 1)).all():
         bad = np.flatnonzero(~np.isin(values, (0, 1)))[:1] if values.dtype.kind in "iuf" else [0]
-        raise TargetingError(f"clicked must be 0 or 1; row {int(bad[0])} has {values[int(bad[0])]!r}",
+        v = values[int(bad[0])]
+        raise TargetingError(f"clicked must be 0 or 1; row {int(bad[0])} has {getattr(v, 'item', lambda: v)()!r}",
                              path=f"clicked[{int(bad[0])}]", code="bad_label")
     cids = table.column("campaign_id").to_pylist()
     known = np.array([c in categories for c in cids], dtype=bool)

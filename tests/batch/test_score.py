@@ -219,3 +219,15 @@ def test_dask_local_cluster_same_as_local(tx: Taxonomy, requests_file: Path, tmp
     assert len(list((tmp_path / "parts").glob("part-*.parquet"))) == 4
     assert _decisions(tmp_path / "parts") == _decisions(tmp_path / "local.parquet")
     assert remote["summary"] == local["summary"]
+
+
+def test_null_tag_lists_hide_their_values(tx: Taxonomy, tmp_path: Path) -> None:
+    # Arrow lets a null list entry span values; they are not the request's tags
+    from targeting.batchmatch import parse_requests
+
+    tags = pa.ListArray.from_arrays(pa.array([0, 2, 3], pa.int32()), pa.array(["car_lover", "gamer", "student"]),
+                                    mask=pa.array([True, False]))
+    table = pa.table({"user_id": ["a", "b"], "tags": tags})
+    reqs, errors = parse_requests(table, tx, now=NOW)
+    assert not errors
+    assert (reqs.tags[0] == -1).all() and list(reqs.tags[1][reqs.tags[1] >= 0]) == [tx.tag_index()["student"]]
