@@ -2,7 +2,9 @@
 
 Each uvicorn worker process calls it once; configuration comes from the
 environment the CLI set (``TARGETING_RULES``, ``TARGETING_PROFILES``,
-``TARGETING_STORE``, ``TARGETING_MODEL``, ``TARGETING_AUTH``, ``TARGETING_BENCH``).
+``TARGETING_STORE``, ``TARGETING_MODEL``, ``TARGETING_AUTH``, ``TARGETING_BENCH``,
+``TARGETING_OFFLOAD``, ``TARGETING_PRIVACY_SECRET`` (hex; the CLI makes one per
+``serve`` so every worker adds the same noise to the same reach query)).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ def from_env(env: Mapping[str, str] | None = None) -> FastAPI:
         auth=KeyRing.load(auth) if auth else None,
         bench=env.get("TARGETING_BENCH", "") not in ("", "0", "false"),
         offload={"1": True, "0": False}.get(env.get("TARGETING_OFFLOAD", ""), None),
+        privacy_secret=bytes.fromhex(env["TARGETING_PRIVACY_SECRET"]) if env.get("TARGETING_PRIVACY_SECRET") else None,
         close_engine=True,
     )
     return create_app(engine, settings)

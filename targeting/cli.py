@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import secrets
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -144,6 +145,8 @@ def cmd_serve(a: argparse.Namespace) -> int:
     profiles = a.profiles
     if profiles is None and not a.no_demo:
         profiles = demo_profiles(a.rules)
+    # one privacy-noise secret for all workers of this server (an operator may pin one)
+    os.environ.setdefault("TARGETING_PRIVACY_SECRET", secrets.token_hex(32))
     env = {"TARGETING_RULES": a.rules, "TARGETING_PROFILES": profiles, "TARGETING_STORE": a.store,
            "TARGETING_MODEL": a.model, "TARGETING_AUTH": a.auth}
     for k, v in env.items():

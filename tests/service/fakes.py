@@ -39,7 +39,8 @@ class RecordingJobs:
         job_id = f"job-{len(self.jobs) + 1}"
         self.started.append((spec, advertiser, fmt, hash_salt))
         (self.root / f"{job_id}.{fmt}").write_text("user_id\nu1\nu2\n")
-        self.jobs[job_id] = {"id": job_id, "state": "done", "advertiser": advertiser, "format": fmt, "rows": 2}
+        self.jobs[job_id] = {"id": job_id, "state": "done", "advertiser": advertiser, "format": fmt, "rows": 2,
+                             "path": str(self.root / f"{job_id}.{fmt}")}
         return dict(self.jobs[job_id])
 
     def get(self, job_id: str) -> dict[str, Any]:

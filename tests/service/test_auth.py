@@ -128,8 +128,8 @@ def test_advertiser_sees_only_its_campaigns(world: tuple[TestClient, str]) -> No
 def test_advertiser_events_for_itself(world: tuple[TestClient, str]) -> None:
     pytest.importorskip("targeting.events")
     c, _ = world
-    r = c.post("/v1/events", json={"events": [{"user_id": "u1", "advertiser": "acme", "event": "visit"}]},
-               headers=bearer("acme"))
+    event = {"user_id": "u1", "advertiser": "acme", "event": "visit", "ts": "2026-11-24T09:00:00+08:00"}
+    r = c.post("/v1/events", json={"events": [event]}, headers=bearer("acme"))
     assert r.status_code == 200 and r.json()["accepted"] == 1
 
 
