@@ -16,7 +16,8 @@ import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +51,7 @@ def _ids_of(shard: Shard, rows: np.ndarray, hash_salt: str | None) -> pa.Array:
 class _Writer:
     def __init__(self, path: Path, fmt: str) -> None:
         self.fmt = fmt
-        self._w: Any = (pq.ParquetWriter(path, SCHEMA, compression="zstd", use_dictionary=False,
+        self._w: Any = (pq.ParquetWriter(path, SCHEMA, compression="snappy", use_dictionary=False,
                                           write_statistics=False) if fmt == "parquet"
                         else pacsv.CSVWriter(path, SCHEMA))
 
@@ -99,21 +100,31 @@ def export(index: AudienceIndex, spec: Spec, path: str | Path, *, advertiser: st
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}-{id(sels)}")
     writer = _Writer(tmp, fmt)
     done = 0
+
+    def chunks() -> Iterator[tuple[int, int, np.ndarray]]:
+        for k, sel in enumerate(sels):
+            if sel.count() == 0:
+                continue
+            rows = sel.rows()
+            step = max(1, min(1 << 21, (1 << 30) // index.shards[k].ids.dtype.itemsize))  # int32 offsets
+            for lo in range(0, len(rows), step):
+                yield k, lo + step >= len(rows), rows[lo: lo + step]
+
     try:
-        with Progress(total, "export", enabled=progress, unit="ids") as bar:
-            for k, sel in enumerate(sels):
-                if sel.count() == 0:
-                    continue
-                shard = index.shards[k]
-                rows = sel.rows()
-                step = max(1, min(1 << 22, (1 << 30) // shard.ids.dtype.itemsize))  # int32 offsets
-                for lo in range(0, len(rows), step):
-                    part = rows[lo: lo + step]
-                    writer.write(_ids_of(shard, part, hash_salt))
-                    done += len(part)
-                    bar.update(len(part))
-                if on_progress is not None:
+        # two-stage pipeline: gather ids of the next chunk while the writer encodes this one
+        with Progress(total, "export", enabled=progress, unit="ids") as bar, ThreadPoolExecutor(1) as pool:
+            pending = None
+            for k, last, part in chunks():
+                nxt = pool.submit(_ids_of, index.shards[k], part, hash_salt)
+                if pending is not None:
+                    writer.write(pending.result())
+                pending = nxt
+                done += len(part)
+                bar.update(len(part))
+                if last and on_progress is not None:
                     on_progress(done, total)
+            if pending is not None:
+                writer.write(pending.result())
         writer.close()
         writer = None  # type: ignore[assignment]
         os.replace(tmp, out)

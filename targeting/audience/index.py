@@ -21,6 +21,7 @@ bitmaps per shard) and memory-mapped back: reopening costs the bitmap deserialis
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import logging
@@ -47,6 +48,7 @@ log = logging.getLogger("targeting.audience")
 FORMAT = 1
 SHARD_ROWS = 1 << 23
 N_GENDER = 3
+CACHE_SIZE = 1024  # memoised specs and clauses (a dict cleared when full: no unbounded growth)
 
 
 def bitmap_of(a: np.ndarray) -> BitMap:
@@ -100,7 +102,7 @@ class Shard:
         if self.n == 0 or len(keys) == 0:
             return np.full(len(keys), -1, dtype=np.int64)
         keys = keys.astype(self.ids.dtype) if keys.dtype.itemsize <= self.ids.dtype.itemsize else keys
-        pos = np.searchsorted(self.ids, keys, sorter=self.sorter)
+        pos = np.searchsorted(self.ids, keys, sorter=np.asarray(self.sorter, dtype=np.intp))
         pos = np.minimum(pos, self.n - 1)
         rows = self.sorter[pos].astype(np.int64)
         hit = self.ids[rows] == keys
@@ -182,6 +184,8 @@ class AudienceIndex:
         self.population = sum(s.n for s in self.shards)
         self._tag_names = taxonomy.tag_ids
         self._tag_pos = taxonomy.tag_index()
+        self._clause_cache: dict[Spec, tuple[Clause, ...]] = {}
+        self._runs_cache: dict[Clause, tuple[np.ndarray, np.ndarray]] = {}
 
     def __len__(self) -> int:
         return self.population
@@ -326,9 +330,11 @@ class AudienceIndex:
         s = self.shards[i]
         if len(key) > s.ids.dtype.itemsize or key > s.last_id:
             return None
-        row = int(s.find(np.array([key], dtype=s.ids.dtype))[0])
-        if row < 0:
+        ids, sorter = s.ids, s.sorter
+        pos = bisect.bisect_left(_Sorted(ids, sorter), key)  # log2(n) probes into the mmap
+        if pos >= s.n or bytes(ids[int(sorter[pos])]) != key:
             return None
+        row = int(sorter[pos])
         cell = int(s.cell_of(np.array([row]))[0])
         leaf, rest = divmod(cell, N_GENDER * AGE_DOMAIN)
         g, a = divmod(rest, AGE_DOMAIN)
@@ -362,9 +368,28 @@ class AudienceIndex:
         return export(self, spec, path, advertiser=advertiser, store=store, now=now, **options)
 
     # ------------------------------------------------------------- evaluation
+    def clauses_of(self, spec: Spec) -> tuple[Clause, ...]:
+        """``spec.clauses(taxonomy)``, memoised (specs are immutable; the taxonomy is fixed)."""
+        got = self._clause_cache.get(spec)
+        if got is None:
+            got = spec.clauses(self.taxonomy)
+            if len(self._clause_cache) >= CACHE_SIZE:
+                self._clause_cache.clear()
+            self._clause_cache[spec] = got
+        return got
+
     def cell_runs(self, clause: Clause) -> tuple[np.ndarray, np.ndarray]:
         """Runs ``[start, end)`` of allowed cells for the clause's geo/gender/age (scene
-        and time are not user attributes and are ignored here)."""
+        and time are not user attributes and are ignored here); memoised per clause."""
+        got = self._runs_cache.get(clause)
+        if got is None:
+            got = self._cell_runs(clause)
+            if len(self._runs_cache) >= CACHE_SIZE:
+                self._runs_cache.clear()
+            self._runs_cache[clause] = got
+        return got
+
+    def _cell_runs(self, clause: Clause) -> tuple[np.ndarray, np.ndarray]:
         tx = self.taxonomy
         geo = _mask(tx.geo_domain, clause.geo)
         gen = _mask(N_GENDER, clause.gender)
@@ -437,6 +462,19 @@ class Selection:
         lengths = self.ends - self.starts
         base = np.repeat(self.starts - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths)
         return (np.arange(int(lengths.sum()), dtype=np.int64) + base).astype(np.uint32)
+
+
+class _Sorted:
+    """``ids`` in ascending order as a lazy sequence (for :func:`bisect.bisect_left`)."""
+
+    def __init__(self, ids: np.ndarray, sorter: np.ndarray) -> None:
+        self.ids, self.sorter = ids, sorter
+
+    def __len__(self) -> int:
+        return len(self.sorter)
+
+    def __getitem__(self, i: int) -> bytes:
+        return bytes(self.ids[int(self.sorter[i])])
 
 
 def _mask(size: int, allowed: frozenset[int] | None) -> np.ndarray:

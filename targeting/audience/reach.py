@@ -72,7 +72,6 @@ class Evaluator:
         self.store = store
         self.now = now
         self.rt: dict[Rule, list[BitMap]] = {}
-        self._runs: dict[Clause, tuple[np.ndarray, np.ndarray]] = {}
 
     def _retargeting(self, rules: Iterable[Rule]) -> None:
         missing = [r for r in rules if r not in self.rt]
@@ -91,7 +90,7 @@ class Evaluator:
             self.rt[(event, days)] = [bitmap_of(r) for r in rows]
 
     def clauses(self, spec: Spec) -> tuple[Clause, ...]:
-        cls = spec.clauses(self.index.taxonomy)
+        cls = self.index.clauses_of(spec)
         self._retargeting({r for c in cls for rules in c.rt_any for r in rules} | {r for c in cls for r in c.rt_none})
         return cls
 
@@ -101,10 +100,7 @@ class Evaluator:
         for k in range(len(self.index.shards)):
             parts = []
             for c in clauses:
-                runs = self._runs.get(c)
-                if runs is None:
-                    runs = self._runs[c] = self.index.cell_runs(c)
-                parts.append(self.index.rows_for(c, runs, k, self.rt))
+                parts.append(self.index.rows_for(c, self.index.cell_runs(c), k, self.rt))
             if not parts:
                 out.append(Selection(np.zeros(0, np.int64), np.zeros(0, np.int64), BitMap()))
             elif len(parts) == 1:
