@@ -36,6 +36,8 @@ def taxonomy_json(tx: Taxonomy) -> dict[str, Any]:
                 "short_name": pl.short_name,
                 "pinyin": pl.pinyin,
                 "iso": pl.iso,
+                "longitude": pl.longitude,
+                "latitude": pl.latitude,
                 "population": tx.population.get(p),
                 "cities": [
                     {

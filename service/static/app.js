@@ -362,6 +362,7 @@ function renderResults(specText, a) {
   tid("reach-status").textContent = fmtCn(imp) ? `≈ ${fmtCn(imp)}次 / day` : "per day";
   const bd = a.breakdown || {};
   renderBars(tid("breakdown-province"), provinceRows(bd.province), 10);
+  renderMap(bd.province);
   renderBars(tid("breakdown-age"), ageRows(bd.age));
   renderBars(tid("breakdown-gender"), genderRows(bd.gender));
   renderFunnel(a.funnel);
@@ -436,6 +437,67 @@ function splitLabel(label) {
 function pct(x) {
   const p = 100 * x;
   return `${p >= 10 || p === 0 ? p.toFixed(0) : p >= 1 ? p.toFixed(1) : p.toPrecision(2)}%`;
+}
+
+// Provinces as bubbles at their capitals' coordinates (equirectangular, squeezed by
+// cos 35°), area proportional to the audience there; a click picks the province in
+// the geo card's current mode. No map tiles or outlines: nothing to download.
+const SVG_NS = "http://www.w3.org/2000/svg";
+function svg(tag, attrs = {}, ...children) {
+  const e = document.createElementNS(SVG_NS, tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === null || v === undefined) continue;
+    if (k.startsWith("on")) e.addEventListener(k.slice(2), v); else e.setAttribute(k, v);
+  }
+  e.append(...children);
+  return e;
+}
+function renderMap(cells) {
+  const root = tid("geo-map");
+  const tx = state.taxonomy;
+  if (!tx) return;
+  const provs = tx.provinces.filter((p) => p.longitude && p.latitude);
+  if (!provs.length) { root.hidden = true; return; }
+  const squeeze = Math.cos((35 * Math.PI) / 180);
+  const lons = provs.map((p) => p.longitude);
+  const lats = provs.map((p) => p.latitude);
+  const [lon0, lon1] = [Math.min(...lons) - 2.5, Math.max(...lons) + 2.5];
+  const [lat0, lat1] = [Math.min(...lats) - 1.5, Math.max(...lats) + 1.5];
+  const W = 400;
+  const scale = W / ((lon1 - lon0) * squeeze);
+  const H = Math.round((lat1 - lat0) * scale);
+  root.setAttribute("viewBox", `0 0 ${W} ${H}`);
+  const x = (lon) => (lon - lon0) * squeeze * scale;
+  const y = (lat) => (lat1 - lat) * scale;
+  const users = new Map(entries(cells).map(([k, v]) => [Number(k), v]));
+  const max = Math.max(1, ...[...users.values()].map((v) => v || 0));
+  const ranked = [...users].filter(([, v]) => typeof v === "number" && v > 0).sort((a, b) => b[1] - a[1])
+    .map(([a]) => a);
+  const radius = (n) => (typeof n === "number" && n > 0 ? 3 + 10 * Math.sqrt(n / max) : 2.6);
+  const dots = provs.map((p) => {
+    const n = users.get(p.adcode);
+    const mode = state.geo.get(p.adcode) || "";
+    return svg("g", { class: `pv ${mode} ${typeof n === "number" && n > 0 ? "has" : ""}`, "data-testid": `map-${p.adcode}`,
+      onclick: () => toggleGeo(p.adcode) },
+    svg("circle", { cx: x(p.longitude).toFixed(1), cy: y(p.latitude).toFixed(1), r: radius(n).toFixed(1) }),
+    svg("title", {}, `${p.name} ${p.pinyin}: ${typeof n === "number" ? fmt(n) : "< 100"}`));
+  });
+  // big bubbles first so small ones stay clickable on top
+  dots.sort((a, b) => Number(b.firstChild.getAttribute("r")) - Number(a.firstChild.getAttribute("r")));
+  // names of the biggest few, skipping any that would overlap a name already placed
+  const placed = [];
+  const labels = [];
+  for (const a of ranked.slice(0, 8)) {
+    const p = state.places.get(a);
+    if (!p || !p.longitude) continue;
+    const r = radius(users.get(a));
+    const box = [x(p.longitude) + r + 2, y(p.latitude) - 6, 11 * p.short_name.length, 12];
+    if (placed.some((b) => box[0] < b[0] + b[2] && b[0] < box[0] + box[2] && box[1] < b[1] + b[3] && b[1] < box[1] + box[3])) continue;
+    placed.push(box);
+    labels.push(svg("text", { x: box[0].toFixed(1), y: (box[1] + 10).toFixed(1) }, p.short_name));
+    if (placed.length >= 5) break;
+  }
+  root.replaceChildren(...dots, ...labels);
 }
 
 function renderSpec(spec) {

@@ -191,14 +191,6 @@ def test_reach_shown_equals_api_answer_for_the_spec_shown(
     yaml_text = page.text_content(tid("spec-yaml"))
     assert "include: [440000]  # 广东省" in yaml_text and 'hours: ["9-17"]' in yaml_text
 
-    # the copy button puts the spec shown (YAML tab by default, then JSON) on the clipboard
-    page.click(tid("copy-spec"))
-    assert yaml.safe_load(page.evaluate("navigator.clipboard.readText()")) == spec
-    page.click(tid("spec-tab-json"))
-    page.click(tid("copy-spec"))
-    assert json.loads(page.evaluate("navigator.clipboard.readText()")) == spec
-    page.click(tid("spec-tab-yaml"))
-
     shot = (
         REPO / "docs" / "reach-page.png"
         if os.environ.get("UPDATE_SCREENSHOT")
@@ -208,6 +200,14 @@ def test_reach_shown_equals_api_answer_for_the_spec_shown(
     page.evaluate("window.scrollTo(0, 0)")
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
+
+    # the copy button puts the spec shown (YAML tab by default, then JSON) on the clipboard
+    page.click(tid("copy-spec"))
+    assert yaml.safe_load(page.evaluate("navigator.clipboard.readText()")) == spec
+    page.click(tid("spec-tab-json"))
+    page.click(tid("copy-spec"))
+    assert json.loads(page.evaluate("navigator.clipboard.readText()")) == spec
+    page.click(tid("spec-tab-yaml"))
 
     # dragging from a painted cell erases: Wednesday 12:00-13:59 off, so the grid form is needed
     drag(page, (2, 12), (2, 13))
@@ -316,6 +316,13 @@ def test_shortcuts_demographics_and_scene(page: Any, service: Service) -> None:
     page.click(tid("geo-whole-110000"))
     assert settle(page)[1] == {"geo": {"include": [110000]}}
     page.click(f"{tid('geo-chip-110000')} button")
+    assert settle(page)[1] == {}
+    # the bubble map picks in the current mode too: exclude Shanghai, then click it away
+    page.click(tid("geo-mode-exclude"))
+    page.click(tid("map-310000"))
+    assert settle(page)[1] == {"geo": {"exclude": [310000]}}
+    page.click(tid("map-310000"))
+    page.click(tid("geo-mode-include"))
     assert settle(page)[1] == {}
 
     # men in two age bands (presets), online from home or the office
