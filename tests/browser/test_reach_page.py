@@ -185,8 +185,11 @@ def test_reach_shown_equals_api_answer_for_the_spec_shown(
     assert bars(page, "breakdown-gender") == [
         (gender_label[g], count(n, n is None)) for g, n in bd["gender"].items()
     ]
-    if answer.get("funnel"):
-        assert page.locator(f"{tid('funnel')} li").count() == len(answer["funnel"])
+    if answer.get("funnel"):  # each step's count, in the API's order
+        shown = page.locator(f"{tid('funnel')} li .val").all_text_contents()
+        assert len(shown) == len(answer["funnel"])
+        for text, step in zip(shown, answer["funnel"]):
+            assert text.startswith(count(step["users"], step["users"] is None)), (text, step)
     # the YAML names the places and tags for a human reader
     yaml_text = page.text_content(tid("spec-yaml"))
     assert "include: [440000]  # 广东省" in yaml_text and 'hours: ["9-17"]' in yaml_text
