@@ -33,13 +33,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pyroaring import BitMap  # noqa: E402
+from pyroaring import BitMap
 
-from targeting.audience import AudienceIndex, read_profiles  # noqa: E402
-from targeting.audience.reach import Evaluator  # noqa: E402
-from targeting.population import generate_population  # noqa: E402
-from targeting.spec import parse_spec  # noqa: E402
-from targeting.taxonomy import Taxonomy  # noqa: E402
+from targeting.audience import AudienceIndex, read_profiles
+from targeting.audience.reach import Evaluator
+from targeting.population import generate_population
+from targeting.spec import parse_spec
+from targeting.taxonomy import Taxonomy
 
 SPEC = {"geo": ["广东", "江苏", "浙江"], "gender": "female", "age": [[25, 34]],
         "tags": {"any": ["white_collar_women", "beauty"], "none": ["gamer"]}}
@@ -269,8 +269,6 @@ def baselines(cols, tx, pop, users, repeat, t_reach, index, row, n_users) -> Non
     t_a, n_a = timed(lambda: ev.count(age_spec), max(3, repeat // 4))
     assert n_a == want
     row("age 25-34 & female: cell-clustered ranges", f"{t_a * 1e3:.2f} ms", "0 B/user for age (cell offsets)")
-    del slices, dense_age, prov_bm, by_age, tag_bm, tagcol
-    gc.collect()
 
     con = duckdb.connect()
     con.execute("SET threads TO 2")

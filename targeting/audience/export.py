@@ -158,7 +158,7 @@ def export_shard(directory: str, shard_no: int, meta: dict[str, Any], taxonomy: 
         w.write(_ids_of(shard, rows, hash_salt))
     finally:
         w.close()
-    return int(len(rows))
+    return len(rows)
 
 
 def _export_dask(index: AudienceIndex, ev: Evaluator, clauses: Sequence[Clause], out: Path, fmt: str,

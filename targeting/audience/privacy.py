@@ -50,7 +50,7 @@ def round_sig(x: float, digits: int = 2) -> int:
     """``x`` rounded to ``digits`` significant digits (half away from zero), as an int."""
     if x == 0:
         return 0
-    exp = int(math.floor(math.log10(abs(x)))) - digits + 1
+    exp = math.floor(math.log10(abs(x))) - digits + 1
     q = 10.0 ** exp
     return int(math.copysign(math.floor(abs(x) / q + 0.5) * q, x))
 

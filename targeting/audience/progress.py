@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 import time
 from types import TracebackType
-from typing import TextIO
+from typing import Self, TextIO
 
 
 class Progress:
@@ -27,7 +27,7 @@ class Progress:
         self._last_decile = -1
         self._tty = bool(getattr(self.stream, "isatty", lambda: False)())
 
-    def __enter__(self) -> Progress:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,

@@ -143,9 +143,9 @@ class Evaluator:
             if cover:
                 classes.setdefault(cover, []).append(slot)
         total = 0.0
-        for cover, slots in classes.items():
+        for cover, in_class in classes.items():
             cls = [c for i in sorted(cover) for c in groups[keys[i]]]
-            total += float(TRAFFIC[slots].sum()) * self.daily_impressions(self.select(cls))
+            total += float(TRAFFIC[in_class].sum()) * self.daily_impressions(self.select(cls))
         return total
 
     def breakdown(self, dims: Sequence[str], sels: Sequence[Selection]) -> dict[str, dict[str, int]]:

@@ -201,3 +201,25 @@ def test_parquet_open_caches_the_index_next_to_the_profiles(population, tx, tmp_
     second = AudienceIndex.open(src, tx, shard_rows=2000)
     assert second.directory == tmp_path / "profiles.index"
     assert second.population == first.population
+
+
+def test_impressions_of_clauses_with_different_time_slots(index, rows, tx):
+    """A user matched by several clauses counts the traffic of the union of their slots."""
+    raw = {"any_of": [{"gender": "female", "time": {"hours": ["20-21"]}},
+                      {"tags": ["car_lover"], "time": {"days": ["weekends"], "hours": ["8-21"]}}]}
+    spec = parse_spec(raw, tx)
+    clauses = [(parse_spec(sub, tx), parse_spec(sub, tx).slots) for sub in raw["any_of"]]
+    known = [r["daily_impressions"] for r in rows if r["daily_impressions"] is not None]
+    mean = sum(known) / len(known)
+    want = 0.0
+    for r in rows:
+        slots: set[int] = set()
+        for sub, s in clauses:
+            if matches(sub, features(r), tx):
+                slots |= s
+        if slots:
+            di = r["daily_impressions"] if r["daily_impressions"] is not None else mean
+            want += di * slot_share(frozenset(slots))
+    got = index.reach(spec)
+    assert got["est_daily_impressions"] == pytest.approx(want, abs=0.2)
+    assert got["users"] == len(reference(spec, rows, tx))
