@@ -714,11 +714,24 @@ def rank_pairs(
     index: CampaignIndex, n_requests: int, req: np.ndarray, camp: np.ndarray, pctr: np.ndarray,
     *, limit: int = DEFAULT_LIMIT, floor_cpm: float = 0.0,
 ) -> Ranked:
-    """eCPM ranking of every request at once: :func:`targeting.scoring.rank` per request."""
+    """eCPM ranking of every request at once: :func:`targeting.scoring.rank` per request.
+
+    ``req`` must be sorted (as :func:`eligible_pairs` returns it). Only the
+    pairs at or above each request's ``limit``-th best eCPM (ties included) are
+    sorted, so the cost is one partition per request, not a sort of all pairs."""
     values = ecpm(index, camp, pctr)
     keep = values >= floor_cpm
     req, camp, pctr, values = req[keep], camp[keep], pctr[keep], values[keep]
     eligible = np.bincount(req, minlength=n_requests).astype(np.int32)
+    if req.size:
+        starts = np.concatenate([[0], np.cumsum(eligible)[:-1]])
+        width = int(eligible.max())
+        if width > limit:
+            grid = np.full((n_requests, width), -np.inf)
+            grid[req, np.arange(req.size) - starts[req]] = values
+            kth = -np.partition(-grid, limit - 1, axis=1)[:, limit - 1]  # limit-th best per request
+            top = values >= kth[req]
+            req, camp, pctr, values = req[top], camp[top], pctr[top], values[top]
     order = np.lexsort((camp, -values, req))
     req, camp, pctr, values = req[order], camp[order], pctr[order], values[order]
     first = np.searchsorted(req, req, side="left")

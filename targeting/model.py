@@ -202,8 +202,9 @@ class ClickModel:
             np.array([tags], dtype=np.int64).reshape(1, len(tags)),
         )
         campaigns = np.asarray(campaigns, dtype=np.int64)
-        rows = np.broadcast_to(feats, (campaigns.size, feats.shape[1]))
-        return self._score(rows, index.category[campaigns], self.campaign_slots(index)[campaigns])
+        user = self._user_logits(feats)
+        return self._score(user[np.zeros(campaigns.size, dtype=np.int64), index.category[campaigns]],
+                           index.category[campaigns], self.campaign_slots(index)[campaigns])
 
     def predict_pairs(self, reqs: Any, req: np.ndarray, camp: np.ndarray, index: CampaignIndex) -> np.ndarray:
         """float64[P]: P(click) of pairs (``reqs`` position ``req[k]``, campaign ``camp[k]``)
@@ -211,13 +212,19 @@ class ClickModel:
         if camp.size == 0:
             return np.zeros(0)
         feats = self.spec.user_features(reqs.ts, reqs.gender, reqs.age, reqs.scene, reqs.tags)
-        return self._score(feats[req], index.category[camp], self.campaign_slots(index)[camp])
+        cat = index.category[camp]
+        return self._score(self._user_logits(feats)[req, cat], cat, self.campaign_slots(index)[camp])
 
-    def _score(self, feats: np.ndarray, cat: np.ndarray, slot: np.ndarray) -> np.ndarray:
-        cat = cat.astype(np.int64)
-        z = self.bias[cat] + self.campaign[slot]
-        for f in range(feats.shape[1]):  # a handful of features; each step is over all pairs
-            z = z + self.W[feats[:, f], cat]
+    def _user_logits(self, feats: np.ndarray) -> np.ndarray:
+        """float64[B, n_categories]: Σ_f W[f, :] over each request's active features (fixed order)."""
+        u = np.zeros((feats.shape[0], self.W.shape[1]))
+        for f in range(feats.shape[1]):
+            u = u + self.W[feats[:, f]]
+        return u
+
+    def _score(self, user: np.ndarray, cat: np.ndarray, slot: np.ndarray) -> np.ndarray:
+        """P(click) from the user part of the logit and each campaign's category and id weights."""
+        z = self.bias[cat.astype(np.int64)] + self.campaign[slot] + user
         return 1.0 / (1.0 + np.exp(-(self.a * z + self.b)))
 
 
@@ -427,8 +434,9 @@ def _logit(p: np.ndarray) -> np.ndarray:
 
 
 def _predict_rows(model: ClickModel, data: dict[str, Any], rows: np.ndarray) -> np.ndarray:
-    feats = data["features"][rows]
-    return model._score(feats, data["category"][rows], data["campaign"][rows])
+    cat = data["category"][rows]
+    user = model._user_logits(data["features"][rows])[np.arange(rows.size), cat]
+    return model._score(user, cat, data["campaign"][rows])
 
 
 def _design(spec: FeatureSpec, data: dict[str, Any]) -> Any:
