@@ -491,10 +491,10 @@ function renderMap(cells) {
     const p = state.places.get(a);
     if (!p || !p.longitude) continue;
     const r = radius(users.get(a));
-    const box = [x(p.longitude) + r + 2, y(p.latitude) - 6, 11 * p.short_name.length, 12];
+    const box = [x(p.longitude) + r + 2, y(p.latitude) - 7, 13.5 * p.short_name.length, 14];
     if (placed.some((b) => box[0] < b[0] + b[2] && b[0] < box[0] + box[2] && box[1] < b[1] + b[3] && b[1] < box[1] + box[3])) continue;
     placed.push(box);
-    labels.push(svg("text", { x: box[0].toFixed(1), y: (box[1] + 10).toFixed(1) }, p.short_name));
+    labels.push(svg("text", { x: box[0].toFixed(1), y: (box[1] + 11.5).toFixed(1) }, p.short_name));
     if (placed.length >= 5) break;
   }
   root.replaceChildren(...dots, ...labels);
