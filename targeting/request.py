@@ -54,8 +54,19 @@ class Request:
         )
 
 
+TS_MIN = 946684800.0  # 2000-01-01T00:00:00Z
+TS_MAX = 4102444800.0  # 2100-01-01T00:00:00Z
+
+
 def parse_ts(value: Any, path: str = "ts") -> float:
-    """ISO 8601 with a zone, or epoch seconds → epoch seconds."""
+    """ISO 8601 with a zone, or epoch seconds → epoch seconds, within 2000..2100."""
+    ts = _ts(value, path)
+    if not TS_MIN <= ts < TS_MAX:
+        raise TargetingError(f"ts {value!r} is outside 2000-01-01..2100-01-01", path=path, code="out_of_range")
+    return ts
+
+
+def _ts(value: Any, path: str) -> float:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         if not math.isfinite(value):
             raise TargetingError("ts must be a finite number", path=path)
@@ -104,11 +115,11 @@ def parse_request(raw: Any, taxonomy: Taxonomy, now: float, path: str = "") -> R
             if k not in ("city", "province"):
                 raise TargetingError(f"unknown geo field {k!r}; expected city or province", path=f"{pre}geo.{k}")
         if geo.get("province") is not None:
-            province = taxonomy.resolve_place(geo["province"], f"{pre}geo.province")
+            province = taxonomy.resolve_place(geo["province"], f"{pre}geo.province", level="province")
             if taxonomy.places[province].level != "province":
                 raise TargetingError(f"{province} is a city, not a province", path=f"{pre}geo.province")
         if geo.get("city") is not None:
-            city = taxonomy.resolve_place(geo["city"], f"{pre}geo.city")
+            city = taxonomy.resolve_place(geo["city"], f"{pre}geo.city", level="city")
             pl = taxonomy.places[city]
             if pl.level == "province":  # a municipality, or a province given as city
                 province, city = city, None

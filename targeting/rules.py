@@ -92,12 +92,13 @@ def load_rules(rules_dir: str | Path, taxonomy: Taxonomy) -> RuleSet:
     for f in files:
         text = f.read_bytes()
         digest.update(f.name.encode() + b"\0" + text)
+        name = str(f.relative_to(root.parent)) if root.parent != Path() else str(f)
         try:
-            docs.append((str(f.relative_to(root.parent) if root.parent != Path() else f), yaml.safe_load(text)))
+            docs.append((name, yaml.load(text, Loader=_StrictLoader)))  # noqa: S506 - a SafeLoader
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             where = f"line {mark.line + 1}" if mark else "file"
-            problems.append(Problem(str(f), None, where, f"not valid YAML: {getattr(e, 'problem', e)}"))
+            problems.append(Problem(name, None, where, f"not valid YAML: {getattr(e, 'problem', None) or e}"))
     try:
         campaigns = validate_campaigns(docs, taxonomy)
     except RulesError as e:
@@ -105,6 +106,28 @@ def load_rules(rules_dir: str | Path, taxonomy: Taxonomy) -> RuleSet:
     if problems:
         raise RulesError(problems)
     return RuleSet(campaigns=campaigns, version=digest.hexdigest()[:12])
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys and leaves dates as text (validated by us,
+    so 2026-11-31 is a campaign error, not a crash)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+_StrictLoader.yaml_implicit_resolvers = {
+    k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:timestamp"]
+    for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
 
 
 def validate_campaigns(docs: Sequence[tuple[str, Any]], taxonomy: Taxonomy) -> tuple[Campaign, ...]:
@@ -121,13 +144,14 @@ def validate_campaigns(docs: Sequence[tuple[str, Any]], taxonomy: Taxonomy) -> t
         for i, raw in enumerate(doc):
             c, errs = _campaign(raw, i, fname, taxonomy)
             problems.extend(errs)
-            if c is None:
-                continue
-            if c.id in seen:
-                problems.append(Problem(fname, c.id, "id", f"duplicate campaign id, first defined in {seen[c.id]}"))
-                continue
-            seen[c.id] = fname
-            out.append(c)
+            cid = raw.get("id") if isinstance(raw, Mapping) else None
+            if isinstance(cid, str):
+                if cid in seen:
+                    problems.append(Problem(fname, cid, "id", f"duplicate campaign id, first defined in {seen[cid]}"))
+                    continue
+                seen[cid] = fname
+            if c is not None:
+                out.append(c)
     if problems:
         raise RulesError(problems)
     return tuple(out)
@@ -183,6 +207,9 @@ def _campaign(raw: Any, i: int, fname: str, tx: Taxonomy) -> tuple[Campaign | No
         if not isinstance(cap, Mapping):
             fail("frequency_cap", "frequency_cap is {impressions: n, per: hour|day|week}")
         else:
+            for k in cap:
+                if k not in ("impressions", "per"):
+                    fail(f"frequency_cap.{k}", f"unknown key {k!r}; expected impressions and per")
             n, per = cap.get("impressions"), cap.get("per", "day")
             if not (isinstance(n, int) and not isinstance(n, bool) and n >= 1):
                 fail("frequency_cap.impressions", "a whole number of impressions >= 1")

@@ -211,6 +211,8 @@ def _flat_clause(spec: Spec, tx: Taxonomy) -> Clause:
 # ------------------------------------------------------------------ parsing
 _HOUR_RANGE = re.compile(r"^\s*(\d{1,2})\s*-\s*(\d{1,2})\s*$")
 _DAY_ALIASES = {"weekdays": WEEKDAYS[:5], "weekends": WEEKDAYS[5:], "daily": WEEKDAYS, "all": WEEKDAYS}
+_FULL_DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+_DAY_NAMES = {**{d: i for i, d in enumerate(WEEKDAYS)}, **{d: i for i, d in enumerate(_FULL_DAYS)}}
 
 
 class _Parser:
@@ -254,6 +256,8 @@ class _Parser:
     # each dimension -------------------------------------------------------
     def _include_exclude(self, value: Any, path: str) -> tuple[list[Any] | None, list[Any]]:
         if isinstance(value, (list, tuple)):
+            if not value:
+                self.fail(path, "empty list matches nobody; remove it or name a value")
             return list(value), []
         if isinstance(value, (str, int)) and not isinstance(value, bool):
             return [value], []
@@ -278,11 +282,13 @@ class _Parser:
         inc, exc = self._include_exclude(value, path)
         sub = ".include" if isinstance(value, Mapping) else ""
 
+        scalar = not isinstance(value, (list, tuple, Mapping))
+
         def places(items: list[Any], p: str) -> frozenset[int]:
             out = set()
             for i, item in enumerate(items):
                 try:
-                    out.add(self.tx.resolve_place(item, f"{p}[{i}]"))
+                    out.add(self.tx.resolve_place(item, p if scalar else f"{p}[{i}]"))
                 except TargetingError as e:
                     self.fail(e.path or p, e.message)
             return frozenset(out)
@@ -298,11 +304,13 @@ class _Parser:
         inc, exc = self._include_exclude(value, path)
         sub = ".include" if isinstance(value, Mapping) else ""
 
+        scalar = not isinstance(value, (list, tuple, Mapping))
+
         def scenes(items: list[Any], p: str) -> frozenset[str]:
             out = set()
             for i, item in enumerate(items):
                 try:
-                    out.add(self.tx.check_scene(item, f"{p}[{i}]"))
+                    out.add(self.tx.check_scene(item, p if scalar else f"{p}[{i}]"))
                 except TargetingError as e:
                     self.fail(e.path or p, e.message)
             return frozenset(out)
@@ -435,11 +443,11 @@ class _Parser:
             self.fail(path, "empty days list")
         out: set[int] = set()
         for i, d in enumerate(items):
-            key = str(d).lower()[:3] if str(d).lower() not in _DAY_ALIASES else str(d).lower()
+            key = d.strip().lower() if isinstance(d, str) else None
             if key in _DAY_ALIASES:
                 out.update(WEEKDAYS.index(x) for x in _DAY_ALIASES[key])
-            elif key in WEEKDAYS and isinstance(d, str):
-                out.add(WEEKDAYS.index(key))
+            elif key in _DAY_NAMES:
+                out.add(_DAY_NAMES[key])
             else:
                 self.fail(f"{path}[{i}]", f"unknown day {d!r}; expected mon..sun, weekdays or weekends")
         return sorted(out)
@@ -515,6 +523,17 @@ class _Parser:
         return tuple(self.spec(v, f"{path}[{i}]") for i, v in enumerate(value))
 
 
+def _why_impossible(spec: Spec, tx: Taxonomy) -> str:
+    """Name the dimension that leaves no value, for a spec whose every clause is impossible."""
+    c = _flat_clause(spec, tx)
+    for name in ("geo", "gender", "age", "scene", "slots"):
+        if getattr(c, name) is not None and not getattr(c, name):
+            return f"its {'time' if name == 'slots' else name} include and exclude leave no value"
+    if c.tags_all & c.tags_none or any(a <= c.tags_none for a in c.tags_any):
+        return "its tags contradict (a tag both required and excluded)"
+    return "no any_of alternative is compatible with the dimensions beside it"
+
+
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
@@ -529,7 +548,8 @@ def parse_spec(raw: Any, taxonomy: Taxonomy, *, advertiser: str | None = None, p
     spec = p.spec(raw, path)
     if not p.problems:
         try:
-            spec.clauses(taxonomy)
+            if not spec.clauses(taxonomy):
+                p.fail(path or "targeting", "matches nobody: " + _why_impossible(spec, taxonomy))
         except SpecError as e:
             p.problems.extend((f"{path}.{q}" if path else q, r) for q, r in e.problems)
     if p.problems:

@@ -137,10 +137,12 @@ class Taxonomy:
     def cities_of(self, province: int) -> list[int]:
         return sorted(a for a, p in self.places.items() if p.level == "city" and p.province == province)
 
-    def resolve_place(self, value: object, path: str = "geo") -> int:
+    def resolve_place(self, value: object, path: str = "geo", level: str | None = None) -> int:
         """Adcode of a place given as adcode, Chinese name or pinyin.
 
-        Raises TargetingError naming the closest matches when unknown or ambiguous.
+        ``level`` ("province" or "city") settles names shared by a province and a
+        city (吉林, 海南) when the field says which is meant. Raises
+        TargetingError naming the closest matches when unknown or ambiguous.
         """
         if isinstance(value, bool) or not isinstance(value, (int, str)):
             raise TargetingError(f"a place must be an adcode or a name, not {value!r}", path=path)
@@ -153,6 +155,9 @@ class Taxonomy:
             hint = f"; places in that province: {', '.join(near)}" if near else ""
             raise TargetingError(f"unknown adcode {value}{hint}", path=path, code="unknown_place")
         hits = self._names.get(key)
+        if hits and len(hits) > 1 and level is not None:
+            at_level = tuple(a for a in hits if self.places[a].level == level)
+            hits = at_level if len(at_level) == 1 else hits
         if hits and len(hits) == 1:
             return hits[0]
         if hits:

@@ -299,11 +299,6 @@ def test_missing_campaigns_directory(tmp_path: Path, tx: Taxonomy) -> None:
 
 
 # ------------------------------------------------------------- known gaps
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an impossible calendar date (2026-11-31) makes PyYAML's timestamp constructor "
-    "raise ValueError, which load_rules does not catch: a crash instead of a RulesError",
-)
 def test_impossible_date_is_a_rules_error(tmp_path: Path, tx: Taxonomy) -> None:
     text = "- id: c1\n  advertiser: acme\n  start: 2026-11-31\n  bid: {cpm: 1}\n  category: auto\n"
     with pytest.raises(RulesError) as ei:
@@ -311,11 +306,6 @@ def test_impossible_date_is_a_rules_error(tmp_path: Path, tx: Taxonomy) -> None:
     assert [(p.campaign, p.path) for p in ei.value.problems] in ([("c1", "start")], [(None, "line 3")])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: unknown keys inside frequency_cap are ignored, so a typo like "
-    "{impressions: 3, window: week} silently becomes a daily cap",
-)
 def test_unknown_frequency_cap_key_is_rejected(tmp_path: Path, tx: Taxonomy) -> None:
     root = write(tmp_path, {"a.yaml": [campaign(frequency_cap={"impressions": 3, "window": "week"})]})
     with pytest.raises(RulesError) as ei:
@@ -323,22 +313,12 @@ def test_unknown_frequency_cap_key_is_rejected(tmp_path: Path, tx: Taxonomy) -> 
     assert [p.path for p in ei.value.problems] == ["frequency_cap.window"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: PyYAML keeps the last of duplicate mapping keys, so a campaign with two `bid:` "
-    "lines loads with whichever came last, without a word",
-)
 def test_duplicate_yaml_key_is_rejected(tmp_path: Path, tx: Taxonomy) -> None:
     text = "- id: c1\n  advertiser: acme\n  bid: {cpm: 1}\n  bid: {cpm: 100}\n  category: auto\n"
     with pytest.raises(RulesError):
         load_rules(write(tmp_path, {"a.yaml": text}), tx)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an id is only remembered once its campaign validates, so a duplicate of an "
-    "invalid campaign is reported only after the first is fixed (not every error at once)",
-)
 def test_duplicate_of_an_invalid_campaign_is_reported_too(tmp_path: Path, tx: Taxonomy) -> None:
     root = write(tmp_path, {"a.yaml": [campaign("dup", category="autos")], "b.yaml": [campaign("dup")]})
     with pytest.raises(RulesError) as ei:
@@ -346,11 +326,6 @@ def test_duplicate_of_an_invalid_campaign_is_reported_too(tmp_path: Path, tx: Ta
     assert {(p.campaign, p.path) for p in ei.value.problems} == {("dup", "category"), ("dup", "id")}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: YAML syntax errors name the file by its full path (str(f)) while every other "
-    "problem names it relative to the rules dir's parent, so one file appears under two names",
-)
 def test_a_file_is_named_the_same_way_in_every_problem(tmp_path: Path, tx: Taxonomy) -> None:
     root = write(tmp_path, {"a.yaml": BAD_YAML, "b.yaml": [campaign(category="autos")]})
     with pytest.raises(RulesError) as ei:
