@@ -46,10 +46,12 @@ SPEC = {"geo": ["广东", "江苏", "浙江"], "gender": "female", "age": [[25, 
 PROVINCES = (440000, 320000, 330000)
 ANY_TAGS = ("white_collar_women", "beauty")
 NONE_TAG = "gamer"
+# list_contains OR list_contains: 2.5x faster in DuckDB than list_has_any (measured), so the fair one
 SQL = f"""
 SELECT count(*) FROM {{src}}
 WHERE province IN {PROVINCES} AND gender = 'female' AND age BETWEEN 25 AND 34
-  AND list_has_any(tags, {list(ANY_TAGS)}) AND NOT list_contains(tags, '{NONE_TAG}')
+  AND (list_contains(tags, '{ANY_TAGS[0]}') OR list_contains(tags, '{ANY_TAGS[1]}'))
+  AND NOT list_contains(tags, '{NONE_TAG}')
 """
 
 
@@ -272,6 +274,7 @@ def baselines(cols, tx, pop, users, repeat, t_reach, index, row, n_users) -> Non
 
     con = duckdb.connect()
     con.execute("SET threads TO 2")
+    con.execute("SET enable_progress_bar = false")
     src = f"read_parquet('{pop}/*.parquet')"
     t_dp, n_dp = timed(lambda: con.execute(SQL.format(src=src)).fetchone()[0], max(3, repeat // 5))
     assert n_dp == users, (n_dp, users)

@@ -12,6 +12,7 @@ refused load.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -195,18 +196,31 @@ def read_profiles(path: str | Path, taxonomy: Taxonomy, *, on_error: str = "skip
     coder = _Coder(taxonomy)
     probs = _Problems()
     total = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    schemas = [_check_schema(f, pq.read_schema(f)) for f in files]  # a bad type refuses before any work
+
+    def read_file(f: Path, cols: list[str], bar: Progress) -> tuple[list[tuple[Any, ...]], _Problems, int]:
+        mine = _Problems()
+        table = pq.read_table(f, columns=cols, use_threads=True, read_dictionary=[
+            c for c in ("tags.list.element", "gender") if c.split(".")[0] in cols])
+        parts = []
+        for start in range(0, table.num_rows, 1 << 22):
+            chunk = table.slice(start, 1 << 22)
+            parts.append(_batch(chunk, coder, mine, f.name, start))
+            bar.update(chunk.num_rows)
+        return parts, mine, table.num_rows
+
     ids_parts: list[pa.Array] = []
     leaf_p, gen_p, age_p, di_p, trow_p, tcode_p = [], [], [], [], [], []
     kept = 0
     seen = 0
-    with Progress(total, "profiles", enabled=progress) as bar:
-        for f in files:
-            cols = _check_schema(f, pq.read_schema(f))
-            table = pq.read_table(f, columns=cols, use_threads=True)
-            for start in range(0, table.num_rows, 1 << 22):
-                chunk = table.slice(start, 1 << 22)
-                out = _batch(chunk, coder, probs, f.name, start)
-                ids, leaf, gen, age, di, trow, tcode = out
+    # files in parallel (Arrow decoding and numpy release the GIL), results in file order
+    with Progress(total, "profiles", enabled=progress) as bar, ThreadPoolExecutor(2) as pool:
+        for parts, mine, n_rows in pool.map(lambda fc: read_file(fc[0], fc[1], bar), zip(files, schemas)):
+            for reason, n in mine.rows.items():
+                probs.rows[reason] = probs.rows.get(reason, 0) + n
+                ex = probs.examples.setdefault(reason, [])
+                ex.extend(mine.examples[reason][: MAX_EXAMPLES - len(ex)])
+            for ids, leaf, gen, age, di, trow, tcode in parts:
                 ids_parts.append(ids)
                 leaf_p.append(leaf)
                 gen_p.append(gen)
@@ -215,9 +229,7 @@ def read_profiles(path: str | Path, taxonomy: Taxonomy, *, on_error: str = "skip
                 trow_p.append(trow + kept)
                 tcode_p.append(tcode)
                 kept += len(ids)
-                seen += chunk.num_rows
-                bar.update(chunk.num_rows)
-            del table
+            seen += n_rows
     ids_arr = _fixed_width(pa.chunked_array(ids_parts, type=pa.string()) if ids_parts else pa.chunked_array([], pa.string()))
     cols_out = Columns(
         ids=ids_arr,
@@ -290,21 +302,31 @@ def _batch(t: pa.Table, coder: _Coder, probs: _Problems, fname: str, first: int
     trow = np.zeros(0, dtype=np.int64)
     tcode = np.zeros(0, dtype=np.uint8)
     if "tags" in t.column_names:
-        lists = t.column("tags").combine_chunks()
-        flat = pc.list_flatten(lists)
-        parents = pc.list_parent_indices(lists).to_numpy(zero_copy_only=False).astype(np.int64)
-        if pa.types.is_dictionary(flat.type):
-            flat = flat.cast(flat.type.value_type)
-        enc = pc.dictionary_encode(flat).combine_chunks() if isinstance(flat, pa.ChunkedArray) else pc.dictionary_encode(flat)
-        mapping = np.array([coder.tag_pos.get(s, -1) for s in enc.dictionary.to_pylist()] + [-1], dtype=np.int64)
-        idx = enc.indices.fill_null(len(mapping) - 1).to_numpy(zero_copy_only=False).astype(np.int64)
-        codes = mapping[idx]
+        parent_parts, code_parts, value_parts = [], [], []
+        base = 0
+        for lists in t.column("tags").chunks:
+            # tags are read dictionary-encoded (see read_profiles): code the few distinct
+            # strings, not the tens of millions of list elements
+            flat = pc.list_flatten(lists)
+            parent_parts.append(pc.list_parent_indices(lists).to_numpy(zero_copy_only=False).astype(np.int64)
+                                + base)
+            enc = flat if pa.types.is_dictionary(flat.type) else pc.dictionary_encode(flat)
+            mapping = np.array([coder.tag_pos.get(v, -1) for v in enc.dictionary.to_pylist()] + [-1],
+                               dtype=np.int64)
+            idx = enc.indices.fill_null(len(mapping) - 1).to_numpy(zero_copy_only=False).astype(np.int64)
+            code_parts.append(mapping[idx])
+            value_parts.append(enc)
+            base += len(lists)
+        parents = np.concatenate(parent_parts) if parent_parts else np.zeros(0, np.int64)
+        codes = np.concatenate(code_parts) if code_parts else np.zeros(0, np.int64)
         unknown = codes < 0
         bad_t = np.zeros(n, dtype=bool)
         bad_t[parents[unknown]] = True
         if bad_t.any():
             bad_parents = parents[unknown]
-            bad_values = flat.filter(pa.array(unknown))
+            flat_all = pa.chunked_array([v.cast(v.type.value_type) if pa.types.is_dictionary(v.type) else v
+                                         for v in value_parts], type=pa.string())
+            bad_values = flat_all.filter(pa.array(unknown))
 
             def first_unknown(i: int) -> Any:
                 return bad_values[int(np.flatnonzero(bad_parents == i)[0])].as_py()

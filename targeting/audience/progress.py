@@ -8,6 +8,7 @@ prints one line per 10% instead of redrawing.
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from types import TracebackType
 from typing import Self, TextIO
@@ -26,6 +27,7 @@ class Progress:
         self._last = 0.0
         self._last_decile = -1
         self._tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self._lock = threading.Lock()  # shards and files report from worker threads
 
     def __enter__(self) -> Self:
         return self
@@ -36,9 +38,12 @@ class Progress:
             self._draw(final=True)
 
     def update(self, n: int) -> None:
-        self.done += int(n)
-        if not self.enabled:
-            return
+        with self._lock:
+            self.done += int(n)
+            if self.enabled:
+                self._maybe_draw()
+
+    def _maybe_draw(self) -> None:
         now = time.perf_counter()
         if self._tty and now - self._last >= 0.2:
             self._last = now
