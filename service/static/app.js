@@ -2,23 +2,17 @@
 // Plain DOM, no framework, no build step. State lives in `state`; every change calls
 // changed(), which re-renders the controls and the spec at once and asks the API for
 // the reach after a 250 ms pause (older answers are dropped by sequence number).
-"use strict";
+import { $, $$, bilingual, el, fmt, fmtCn, pct, tid } from "./dom.js";
+import { DAYS, prettyJSON, timeSpec, toYAML } from "./spec.js";
+import { ageRows, genderRows, provinceRows, renderBars, renderFunnel, renderMap } from "./charts.js";
 
 const DEBOUNCE_MS = 250;
 const KEY_STORAGE = "targeting.apiKey";
-const DAYS = [["mon", "周一", "Mon"], ["tue", "周二", "Tue"], ["wed", "周三", "Wed"], ["thu", "周四", "Thu"],
-  ["fri", "周五", "Fri"], ["sat", "周六", "Sat"], ["sun", "周日", "Sun"]];
 const AGE_PRESETS = [[18, 24], [25, 34], [35, 44], [45, 54], [55, 64], [65, 120]];
 const EVENT_LABELS = { visit: "访问 visited", click: "点击 clicked", add_to_cart: "加购 added to cart",
   purchase: "购买 purchased" };
 const GROUP_LABELS = { lifestyle: "生活方式 Lifestyle", interest: "兴趣爱好 Interests",
   life_stage: "人生阶段 Life stage", consumption: "消费意向 Intent" };
-const GENDER_LABELS = { male: "男 Male", female: "女 Female", unknown: "未知 Unknown" };
-const CRITERION_LABELS = { all: "全部 All users", population: "全部 All users", geo: "地域 Geo",
-  time: "时段 Time", gender: "性别 Gender", age: "年龄 Age", tags: "标签 Tags", "tags.any": "标签·任一 Tags any",
-  "tags.all": "标签·全部 Tags all", "tags.none": "标签·排除 Tags none", scene: "场景 Scene",
-  retargeting: "再营销 Retargeting", "retargeting.any": "再营销 Retargeting", "retargeting.none": "再营销·排除 RT none",
-  any_of: "任一组合 any_of" };
 const SECTIONS = ["geo", "time", "gender", "age", "tags", "scene", "retargeting"];
 
 const state = {
@@ -40,80 +34,7 @@ const state = {
   timer: 0,
 };
 
-const $ = (sel, root = document) => root.querySelector(sel);
-const $$ = (sel, root = document) => Array.from(root.querySelectorAll(sel));
-const tid = (id) => $(`[data-testid="${id}"]`);
-
-function el(tag, attrs = {}, ...children) {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (v === null || v === undefined || v === false) continue;
-    if (k === "class") e.className = v;
-    else if (k === "testid") e.dataset.testid = v;
-    else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
-    else if (k === "html") e.innerHTML = v;
-    else e.setAttribute(k, v === true ? "" : v);
-  }
-  for (const c of children.flat()) {
-    if (c === null || c === undefined || c === false) continue;
-    e.append(c instanceof Node ? c : document.createTextNode(String(c)));
-  }
-  return e;
-}
-
-function bilingual(zh, en) {
-  return [zh, " ", el("small", {}, en)];
-}
-
-// ------------------------------------------------------------------ numbers
-function fmt(n) {
-  return typeof n === "number" ? Math.round(n).toLocaleString("en-US") : "—";
-}
-function fmtCn(n) {
-  if (typeof n !== "number" || n < 1e4) return "";
-  if (n >= 1e8) return `${+(n / 1e8).toFixed(2)} 亿`;
-  if (n >= 1e4) return `${+(n / 1e4).toFixed(1)} 万`;
-  return String(n);
-}
-function shown(users, belowThreshold) {
-  if (belowThreshold || (users === null && belowThreshold !== false)) return "< 100";
-  return fmt(users);
-}
-
 // --------------------------------------------------------------- the spec
-function timeSpec() {
-  const on = state.grid.flat().filter(Boolean).length;
-  if (on === 0 || on === 7 * 24) return null; // nothing painted, or everything: time is unconstrained
-  const rows = state.grid.map((r) => r.map((b) => (b ? "1" : "0")).join(""));
-  const used = rows.map((r, d) => [r, d]).filter(([r]) => r.includes("1"));
-  if (used.every(([r]) => r === used[0][0])) {
-    // a days × hours rectangle reads better as {days, hours}
-    const t = {};
-    const days = used.map(([, d]) => d);
-    if (days.length < 7) t.days = dayNames(days);
-    const hours = [];
-    [...used[0][0]].forEach((c, h) => c === "1" && hours.push(h));
-    if (hours.length < 24) t.hours = hourRuns(hours);
-    return t;
-  }
-  return { grid: rows };
-}
-function dayNames(days) {
-  const key = days.join(",");
-  if (key === "0,1,2,3,4") return ["weekdays"];
-  if (key === "5,6") return ["weekends"];
-  return days.map((d) => DAYS[d][0]);
-}
-function hourRuns(hours) {
-  const out = [];
-  for (let i = 0; i < hours.length;) {
-    let j = i;
-    while (j + 1 < hours.length && hours[j + 1] === hours[j] + 1) j++;
-    out.push(i === j ? hours[i] : `${hours[i]}-${hours[j]}`);
-    i = j + 1;
-  }
-  return out;
-}
 function ageValue(v) {
   const n = Number(v);
   return v === "" || v === null || !Number.isFinite(n) ? null : n;
@@ -129,7 +50,7 @@ function buildSpec() {
     if (inc.length) spec.geo.include = inc;
     if (exc.length) spec.geo.exclude = exc;
   }
-  const t = timeSpec();
+  const t = timeSpec(state.grid);
   if (t) spec.time = t;
   if (state.gender) spec.gender = state.gender;
   if (state.ages.length) spec.age = state.ages.map(([lo, hi]) => [ageValue(lo), ageValue(hi)]);
@@ -154,64 +75,6 @@ function buildSpec() {
     spec.retargeting = rt;
   }
   return spec;
-}
-
-// JSON with short arrays on one line, as one would write it by hand.
-function prettyJSON(v, ind = "") {
-  const flat = (x) => x === null || typeof x !== "object" || (Array.isArray(x) && x.every(flat));
-  if (flat(v)) return JSON.stringify(v).replace(/,(?=\S)/g, ", ");
-  const next = ind + "  ";
-  if (Array.isArray(v)) return `[\n${v.map((x) => next + prettyJSON(x, next)).join(",\n")}\n${ind}]`;
-  const keys = Object.keys(v);
-  if (!keys.length) return "{}";
-  return `{\n${keys.map((k) => `${next}${JSON.stringify(k)}: ${prettyJSON(v[k], next)}`).join(",\n")}\n${ind}}`;
-}
-
-// A small YAML writer for this one shape: mappings, flow lists, scalars; names as comments.
-function yamlScalar(s) {
-  if (s === null) return "null";
-  if (typeof s !== "string") return String(s);
-  const plain = /^[A-Za-z_\u4e00-\u9fff][\w\u4e00-\u9fff-]*$/.test(s)
-    && !/^(y|n|yes|no|on|off|true|false|null)$/i.test(s);
-  return plain ? s : JSON.stringify(s);
-}
-function yamlFlow(v) {
-  if (Array.isArray(v)) return `[${v.map(yamlFlow).join(", ")}]`;
-  if (v && typeof v === "object") return `{${Object.entries(v).map(([k, x]) => `${k}: ${yamlFlow(x)}`).join(", ")}}`;
-  return yamlScalar(v);
-}
-function placeName(a) {
-  const p = state.places.get(Number(a));
-  return p ? p.name : String(a);
-}
-function tagLabel(id) {
-  const t = state.taxonomy && state.taxonomy.tags.find((x) => x.id === id);
-  return t ? t.label : id;
-}
-function toYAML(spec) {
-  const out = [];
-  const comment = (k, sub, v) => {
-    if (!Array.isArray(v)) return "";
-    if (k === "geo") return `  # ${v.map(placeName).join(", ")}`;
-    if (k === "tags") return `  # ${v.map(tagLabel).join(", ")}`;
-    return "";
-  };
-  for (const [k, v] of Object.entries(spec)) {
-    if (v === null || typeof v !== "object" || Array.isArray(v)) {
-      out.push(`${k}: ${yamlFlow(v)}`);
-      continue;
-    }
-    out.push(`${k}:`);
-    for (const [sub, x] of Object.entries(v)) {
-      if (k === "time" && sub === "grid") {
-        out.push("  grid:");
-        x.forEach((row, d) => out.push(`    - ${yamlScalar(row)}  # ${DAYS[d][0]}`));
-      } else {
-        out.push(`  ${sub}: ${yamlFlow(x)}${comment(k, sub, x)}`);
-      }
-    }
-  }
-  return out.length ? out.join("\n") : "{}  # no constraint: everyone";
 }
 
 // ------------------------------------------------------------ API access
@@ -361,148 +224,27 @@ function renderResults(specText, a) {
   tid("est-impressions").textContent = imp === null || imp === undefined ? (a.below_threshold ? "< 100" : "—") : fmt(imp);
   tid("reach-status").textContent = fmtCn(imp) ? `≈ ${fmtCn(imp)}次 / day` : "per day";
   const bd = a.breakdown || {};
-  renderBars(tid("breakdown-province"), provinceRows(bd.province), 10);
-  renderMap(bd.province);
+  renderBars(tid("breakdown-province"), provinceRows(bd.province, state.places), 10);
+  renderMap(tid("geo-map"), state.taxonomy, bd.province, { places: state.places, picked: state.geo, onPick: toggleGeo });
   renderBars(tid("breakdown-age"), ageRows(bd.age));
   renderBars(tid("breakdown-gender"), genderRows(bd.gender));
-  renderFunnel(a.funnel);
+  renderFunnel(tid("funnel"), a.funnel, state.noFunnel
+    ? "此服务不支持漏斗 · this service does not offer the funnel option" : "未提供 · the API gave no funnel");
   res.dataset.spec = specText;
   res.dataset.state = "ready";
 }
 
-function entries(obj) {
-  if (!obj) return [];
-  if (Array.isArray(obj)) return obj.map((x) => [x.value ?? x.key, x.users]);
-  return Object.entries(obj).map(([k, v]) => [k, v && typeof v === "object" ? v.users : v]);
+function placeName(a) {
+  const p = state.places.get(Number(a));
+  return p ? p.name : String(a);
 }
-const byUsers = (a, b) => (b[1] ?? 0) - (a[1] ?? 0);
-function provinceRows(obj) {
-  return entries(obj).sort(byUsers).map(([k, v]) => {
-    const p = state.places.get(Number(k));
-    return { label: p ? p.short_name : k === "unknown" || k === "0" ? "未知" : k, title: p ? `${p.name} ${p.pinyin}` : k,
-      users: v };
-  });
+function tagLabel(id) {
+  const t = state.taxonomy && state.taxonomy.tags.find((x) => x.id === id);
+  return t ? t.label : id;
 }
-// Age bands and genders keep the API's order (youngest first, unknown last).
-function ageRows(obj) {
-  return entries(obj).map(([k, v]) => ({ label: k === "unknown" ? "未知" : k, title: k, users: v,
-    cls: k === "unknown" ? "unknown" : "" }));
-}
-function genderRows(obj) {
-  return entries(obj).map(([k, v]) => ({ label: (GENDER_LABELS[k] || k).split(" ")[0], title: GENDER_LABELS[k] || k,
-    users: v, cls: k }));
-}
-function renderBars(root, rows, limit = Infinity) {
-  rows = rows.slice(0, limit);
-  if (!rows.length) { root.replaceChildren(el("div", { class: "empty" }, "无数据 · no data")); return; }
-  const max = Math.max(1, ...rows.map((r) => r.users || 0));
-  root.replaceChildren(...rows.map((r) => el("div", { class: `bar ${r.cls || ""}`, title: r.title },
-    el("span", { class: "lbl" }, r.label),
-    el("span", { class: "track" }, el("span", { class: "fill", style: `width:${(100 * (r.users || 0)) / max}%` })),
-    el("span", { class: `val ${typeof r.users === "number" ? "" : "lt"}` },
-      typeof r.users === "number" ? fmt(r.users) : "< 100"))));
-}
-// Each step's bar is the share of the previous step it keeps (the rest, in red, is what
-// that criterion removes); the first step is the whole population.
-function renderFunnel(funnel) {
-  const root = tid("funnel");
-  if (!Array.isArray(funnel) || !funnel.length) {
-    root.replaceChildren(el("li", { class: "empty" }, state.noFunnel
-      ? "此服务不支持漏斗 · this service does not offer the funnel option" : "未提供 · the API gave no funnel"));
-    return;
-  }
-  let prev = null;
-  root.replaceChildren(...funnel.map((f, i) => {
-    const step = f.step ?? f.criterion; // {step, users} from targeting.audience
-    const label = CRITERION_LABELS[step] || step;
-    const users = typeof f.users === "number" ? f.users : null;
-    const kept = i === 0 ? 1 : prev && users !== null ? Math.min(1, users / prev) : prev ? 0 : null;
-    const removed = f.removed ?? (prev !== null && users !== null ? prev - users : null);
-    const li = el("li", { "data-step": step, title: step },
-      el("span", { class: "lbl" }, ...splitLabel(label)),
-      el("span", { class: "track" },
-        kept === null ? null : el("span", { class: "fill", style: `width:${100 * kept}%` }),
-        kept === null || i === 0 ? null : el("span", { class: "cut", style: `width:${100 * (1 - kept)}%` })),
-      el("span", { class: "val" }, users === null ? "< 100" : fmt(users),
-        i > 0 && typeof removed === "number" && prev
-          ? el("small", { class: "drop" }, ` −${pct(removed / prev)}`) : null));
-    if (users !== null) prev = users;
-    return li;
-  }));
-}
-function splitLabel(label) {
-  const i = label.indexOf(" ");
-  return i < 0 ? [label] : [label.slice(0, i), " ", el("small", {}, label.slice(i + 1))];
-}
-function pct(x) {
-  const p = 100 * x;
-  return `${p >= 10 || p === 0 ? p.toFixed(0) : p >= 1 ? p.toFixed(1) : p.toPrecision(2)}%`;
-}
-
-// Provinces as bubbles at their capitals' coordinates (equirectangular, squeezed by
-// cos 35°), area proportional to the audience there; a click picks the province in
-// the geo card's current mode. No map tiles or outlines: nothing to download.
-const SVG_NS = "http://www.w3.org/2000/svg";
-function svg(tag, attrs = {}, ...children) {
-  const e = document.createElementNS(SVG_NS, tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (v === null || v === undefined) continue;
-    if (k.startsWith("on")) e.addEventListener(k.slice(2), v); else e.setAttribute(k, v);
-  }
-  e.append(...children);
-  return e;
-}
-function renderMap(cells) {
-  const root = tid("geo-map");
-  const tx = state.taxonomy;
-  if (!tx) return;
-  const provs = tx.provinces.filter((p) => p.longitude && p.latitude);
-  if (!provs.length) { root.hidden = true; return; }
-  const squeeze = Math.cos((35 * Math.PI) / 180);
-  const lons = provs.map((p) => p.longitude);
-  const lats = provs.map((p) => p.latitude);
-  const [lon0, lon1] = [Math.min(...lons) - 2.5, Math.max(...lons) + 2.5];
-  const [lat0, lat1] = [Math.min(...lats) - 1.5, Math.max(...lats) + 1.5];
-  const W = 400;
-  const scale = W / ((lon1 - lon0) * squeeze);
-  const H = Math.round((lat1 - lat0) * scale);
-  root.setAttribute("viewBox", `0 0 ${W} ${H}`);
-  const x = (lon) => (lon - lon0) * squeeze * scale;
-  const y = (lat) => (lat1 - lat) * scale;
-  const users = new Map(entries(cells).map(([k, v]) => [Number(k), v]));
-  const max = Math.max(1, ...[...users.values()].map((v) => v || 0));
-  const ranked = [...users].filter(([, v]) => typeof v === "number" && v > 0).sort((a, b) => b[1] - a[1])
-    .map(([a]) => a);
-  const radius = (n) => (typeof n === "number" && n > 0 ? 3 + 10 * Math.sqrt(n / max) : 2.6);
-  const dots = provs.map((p) => {
-    const n = users.get(p.adcode);
-    const mode = state.geo.get(p.adcode) || "";
-    return svg("g", { class: `pv ${mode} ${typeof n === "number" && n > 0 ? "has" : ""}`, "data-testid": `map-${p.adcode}`,
-      onclick: () => toggleGeo(p.adcode) },
-    svg("circle", { cx: x(p.longitude).toFixed(1), cy: y(p.latitude).toFixed(1), r: radius(n).toFixed(1) }),
-    svg("title", {}, `${p.name} ${p.pinyin}: ${typeof n === "number" ? fmt(n) : "< 100"}`));
-  });
-  // big bubbles first so small ones stay clickable on top
-  dots.sort((a, b) => Number(b.firstChild.getAttribute("r")) - Number(a.firstChild.getAttribute("r")));
-  // names of the biggest few, skipping any that would overlap a name already placed
-  const placed = [];
-  const labels = [];
-  for (const a of ranked.slice(0, 8)) {
-    const p = state.places.get(a);
-    if (!p || !p.longitude) continue;
-    const r = radius(users.get(a));
-    const box = [x(p.longitude) + r + 2, y(p.latitude) - 7, 13.5 * p.short_name.length, 14];
-    if (placed.some((b) => box[0] < b[0] + b[2] && b[0] < box[0] + box[2] && box[1] < b[1] + b[3] && b[1] < box[1] + box[3])) continue;
-    placed.push(box);
-    labels.push(svg("text", { x: box[0].toFixed(1), y: (box[1] + 11.5).toFixed(1) }, p.short_name));
-    if (placed.length >= 5) break;
-  }
-  root.replaceChildren(...dots, ...labels);
-}
-
 function renderSpec(spec) {
   tid("spec-json").textContent = prettyJSON(spec);
-  tid("spec-yaml").textContent = toYAML(spec);
+  tid("spec-yaml").textContent = toYAML(spec, { placeName, tagLabel });
 }
 
 // --------------------------------------------------------------- geo
