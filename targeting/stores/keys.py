@@ -26,6 +26,14 @@ def escape(part: str) -> bytes:
     return part.encode()
 
 
+def unescape(raw: bytes) -> str:
+    """Inverse of :func:`escape`."""
+    text = raw.decode()
+    if "%" in text:
+        text = text.replace("%3A", ":").replace("%25", "%")
+    return text
+
+
 def event_key(user_id: str, advertiser: str) -> bytes:
     """Hash holding one user's latest events for one advertiser."""
     return b"%s:ev:%s:%s" % (PREFIX, escape(advertiser), escape(user_id))

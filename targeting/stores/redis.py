@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -24,7 +24,7 @@ from redis.retry import Retry
 
 from .base import Counter, Event, StateQuery, StoreUnavailable, UserState
 from .breaker import CircuitBreaker
-from .keys import counter_key, decode_event_value, encode_event_value, event_key
+from .keys import counter_key, decode_event_value, encode_event_value, event_key, unescape
 
 T = TypeVar("T")
 
@@ -261,6 +261,34 @@ class RedisStore:
 
             self._guarded(run)
 
+    def users_with_events(self, advertiser: str, events: set[str], since: float) -> set[str]:
+        """Users whose latest event in ``events`` for ``advertiser`` is at or after ``since``
+        and not expired. Optional ability (not in the Protocol) used by reach and export:
+        SCAN over the advertiser's own key space, HMGET in pipelined pages. An offline
+        operation, so it runs on the writer's longer timeout."""
+        prefix = event_key("", advertiser)  # b"t1:ev:<adv>:"
+        fields = sorted(events)
+        now = self._clock()
+
+        def run() -> set[str]:
+            found: set[str] = set()
+            for page in _pages(self._writer.scan_iter(match=_glob_escape(prefix) + b"*", count=1000), 1000):
+                with self._writer.pipeline(transaction=False) as pipe:
+                    for key in page:
+                        pipe.hmget(key, fields)
+                    replies = pipe.execute()
+                for key, values in zip(page, replies):
+                    for raw in values:
+                        if raw is None:
+                            continue
+                        ts, expires = decode_event_value(raw)
+                        if ts >= since and expires > now:
+                            found.add(unescape(key[len(prefix):]))
+                            break
+            return found
+
+        return self._guarded(run)
+
     def close(self) -> None:
         self._reader.connection_pool.disconnect()
         self._writer.connection_pool.disconnect()
@@ -287,3 +315,24 @@ class RedisStore:
             raise
         self.breaker.record_success()
         return result
+
+
+def _glob_escape(raw: bytes) -> bytes:
+    """Escape Redis glob metacharacters so an id is matched literally by SCAN MATCH."""
+    out = bytearray()
+    for b in raw:
+        if b in b"*?[]\\":
+            out += b"\\"
+        out.append(b)
+    return bytes(out)
+
+
+def _pages(items: Iterable[bytes], size: int) -> Iterator[list[bytes]]:
+    page: list[bytes] = []
+    for item in items:
+        page.append(item)
+        if len(page) == size:
+            yield page
+            page = []
+    if page:
+        yield page

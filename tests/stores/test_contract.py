@@ -219,3 +219,25 @@ def test_large_batches_span_several_pipelines(backend: Backend) -> None:
     assert answers[0].events == {("acme", "visit"): now}
     assert answers[1].events == {("acme", "visit"): now - 99}
     assert answers[0].user_counters == (50.0,)
+
+
+def test_users_with_events_optional_ability(backend: Backend) -> None:
+    """Reach and export enumerate an advertiser's retargeting audience; ids with
+    glob and separator characters are matched literally, other advertisers never."""
+    store = backend.store
+    now = time.time()
+    store.add_events(
+        [
+            ev("u1", "acme", "visit", now - 100),
+            ev("u:2*", "acme", "add_to_cart", now - 100),  # needs escaping both in keys and SCAN
+            ev("old", "acme", "visit", now - 10 * DAY),
+            ev("u3", "acme*", "visit", now),  # a glob-looking advertiser is not "acme"
+            ev("u4", "rival", "visit", now),
+        ],
+        DAY * 30,
+    )
+    find = getattr(store, "users_with_events")
+    assert find("acme", {"visit", "add_to_cart"}, now - DAY) == {"u1", "u:2*"}
+    assert find("acme", {"visit"}, now - 30 * DAY) == {"u1", "old"}
+    assert find("acme", {"purchase"}, 0) == set()
+    assert find("acme*", {"visit"}, 0) == {"u3"}
