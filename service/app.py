@@ -204,7 +204,7 @@ def create_app(engine: Engine, settings: Settings | None = None) -> FastAPI:
         who.allow("advertiser")
         body = await read_json(request, limit)
         _only(body, ("targeting", "advertiser", "format", "hash_salt"))
-        advertiser, spec = state.spec(who, body)
+        advertiser, _ = state.spec(who, body)  # validated here: a bad spec is a 400 now, not a failed job
         fmt = body.get("format", "parquet")
         if fmt not in EXPORT_FORMATS:
             raise TargetingError(f"format is parquet or csv, not {fmt!r}", path="format")

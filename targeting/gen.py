@@ -17,7 +17,8 @@ from typing import Any
 
 import yaml
 
-from .spec import EVENTS
+from .errors import TargetingError
+from .spec import EVENTS, SpecError, parse_spec
 from .taxonomy import SLOTS, WEEKDAYS, Taxonomy
 
 TIMEZONES = ("Asia/Shanghai", "Asia/Shanghai", "Asia/Shanghai", "Asia/Hong_Kong", "Asia/Tokyo", "UTC")
@@ -48,7 +49,7 @@ def generate_campaigns(n: int, taxonomy: Taxonomy, seed: int = 0) -> list[dict[s
             "category": rng.choice(list(taxonomy.categories)),
             "bid": {"cpm": round(rng.uniform(1, 40), 2)} if rng.random() < 0.6
             else {"cpc": round(rng.uniform(0.1, 3), 2)},
-            "targeting": _spec(rng, taxonomy, depth=0),
+            "targeting": _valid_spec(rng, taxonomy, adv),
         }
         if rng.random() < 0.2:
             c["timezone"] = rng.choice(TIMEZONES)
@@ -63,8 +64,6 @@ def generate_campaigns(n: int, taxonomy: Taxonomy, seed: int = 0) -> list[dict[s
             c["daily_budget"] = rng.choice((500, 1000, 5000, 20000))
         if rng.random() < 0.25:
             c["frequency_cap"] = {"impressions": rng.randrange(1, 10), "per": rng.choice(("hour", "day", "week"))}
-        if rng.random() < 0.08:
-            c["targeting"]["retargeting"] = _retargeting(rng)
         out.append(c)
     return out
 
@@ -85,6 +84,21 @@ def write_campaigns(campaigns: list[dict[str, Any]], out_dir: str | Path,
 
 
 # ------------------------------------------------------------------ pieces
+def _valid_spec(rng: random.Random, tx: Taxonomy, advertiser: str) -> dict[str, Any]:
+    """A random spec that parses and can match someone (an ``any_of`` whose every
+    alternative contradicts the dimensions beside it is refused by the loader)."""
+    for _ in range(20):
+        s = _spec(rng, tx, depth=0)
+        if rng.random() < 0.08:
+            s["retargeting"] = _retargeting(rng)
+        try:
+            parse_spec(s, tx, advertiser=advertiser)
+        except SpecError:
+            continue
+        return s
+    return {}
+
+
 def _spec(rng: random.Random, tx: Taxonomy, depth: int) -> dict[str, Any]:
     s: dict[str, Any] = {}
     if rng.random() < 0.6:
@@ -112,7 +126,7 @@ def _place_name(rng: random.Random, tx: Taxonomy, adcode: int) -> Any:
         try:
             if tx.resolve_place(choice) != adcode:
                 return adcode
-        except Exception:
+        except TargetingError:  # ambiguous
             return adcode
     return choice
 

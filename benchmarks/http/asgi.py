@@ -27,8 +27,8 @@ import orjson
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from service import Settings, create_app  # noqa: E402
-from targeting import Engine  # noqa: E402
+from service import Settings, create_app
+from targeting import Engine
 
 
 def load_pool() -> list[bytes]:

@@ -19,6 +19,7 @@ import json
 import os
 import random
 from pathlib import Path
+from typing import ClassVar
 
 from locust import FastHttpUser, between, constant_throughput, events, task
 
@@ -91,7 +92,7 @@ def _dump(environment: object, **kw: object) -> None:
 
 class Client(FastHttpUser):
     wait_time = constant_throughput(RATE / USERS) if RATE else between(0, 0)
-    headers = {
+    headers: ClassVar[dict[str, str]] = {
         "Content-Type": "application/json",
         **({"Authorization": f"Bearer {KEY}"} if KEY else {}),
     }

@@ -68,7 +68,7 @@ def rules_dir(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def engine(rules_dir: Path) -> Engine:
-    clock = lambda: NOW  # noqa: E731
+    clock = lambda: NOW
     return Engine.load(rules_dir, store=MemoryStore(clock=clock), clock=clock)
 
 

@@ -24,9 +24,9 @@ SPEC = {"gender": "female", "age": [[20, 60]]}
 
 @pytest.fixture(scope="module")
 def profiles(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from targeting.taxonomy import Taxonomy
-
     from conftest import REPO
+
+    from targeting.taxonomy import Taxonomy
 
     tx = Taxonomy.load(REPO / "rules" / "taxonomy")
     out = tmp_path_factory.mktemp("pop") / "profiles.parquet"

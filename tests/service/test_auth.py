@@ -4,7 +4,6 @@ and advertiser A's key used with advertiser B's audiences, jobs and ids."""
 from __future__ import annotations
 
 import importlib.util
-
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
