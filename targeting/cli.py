@@ -231,7 +231,7 @@ def cmd_train(a: argparse.Namespace) -> int:
     model = need("targeting.model", "train")
     if not Path(a.log).exists():
         raise UsageError(f"no such click log: {a.log}", path="--log")
-    emit(model.train(a.log, rules_dir=a.rules, out_dir=a.out))
+    emit(model.train(a.log, rules_dir=a.rules, out_dir=a.out, progress=not a.quiet))
     return 0
 
 
@@ -252,11 +252,10 @@ def cmd_gen(a: argparse.Namespace) -> int:
     elif a.what == "log":
         clicklog = need("targeting.clicklog", "gen log")
         engine = load_engine(a.rules)
-        clicklog.generate_log(a.out, a.rows, engine=engine, seed=a.seed, progress=not a.quiet)
-        print(f"wrote {a.rows} click-log rows to {a.out}")
+        emit(clicklog.generate_log(a.out, a.rows, engine=engine, seed=a.seed, progress=not a.quiet))
     else:
         clicklog = need("targeting.clicklog", "gen requests")
-        clicklog.generate_requests(a.out, a.rows, taxonomy=tx, seed=a.seed)
+        clicklog.generate_requests(a.out, a.rows, taxonomy=tx, seed=a.seed, progress=not a.quiet)
         print(f"wrote {a.rows} requests to {a.out}")
     return 0
 
@@ -272,8 +271,12 @@ def cmd_events_load(a: argparse.Namespace) -> int:
         accepted += result["accepted"]
         for err in result["errors"][: max(0, 20 - errors)]:
             print(f"{a.file}: {err.get('path') or '-'}: {err.get('message')}", file=sys.stderr)
-        errors += len(result["errors"])
-    print(f"loaded {accepted} events from {a.file}; {errors} rejected")
+        errors += len({e.get("index") for e in result["errors"]})  # rows, not problems
+        if not a.quiet:
+            print(f"\revents: {accepted:,} stored, {errors:,} rejected", end="", file=sys.stderr, flush=True)
+    if not a.quiet:
+        print(file=sys.stderr)
+    print(f"loaded {accepted} events from {a.file}; {errors} row(s) rejected")
     return 0 if accepted or not errors else 2
 
 
@@ -354,6 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = command("train", cmd_train, "Train the click model from a click log.")
     s.add_argument("--log", required=True, metavar="PATH", help="click log Parquet (contract §5)")
     s.add_argument("--out", required=True, metavar="DIR", help="model directory to write")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
 
     g = sub.add_parser("gen", help="Generate synthetic data.", description="Generate synthetic data.")
     gsub = g.add_subparsers(dest="what", metavar="WHAT", parser_class=_Parser)
@@ -382,6 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = command("load", cmd_events_load, "Load events from Parquet or JSON lines into the store.",
                 store=True, parent=esub)
     s.add_argument("file", metavar="FILE")
+    s.add_argument("--quiet", action="store_true", help="no progress line")
     return p
 
 

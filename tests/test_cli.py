@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import subprocess
@@ -133,10 +132,12 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
         assert "error:" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(importlib.util.find_spec("targeting.batch") is not None, reason="targeting.batch is installed")
-def test_missing_module_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run(capsys, "score", "--rules", str(rules(tmp_path / "r")), "--requests", "x", "--out", "y")
-    assert code == 2 and "needs targeting.batch" in err
+def test_missing_module_is_a_clear_error() -> None:
+    from targeting.cli import UsageError, need
+
+    with pytest.raises(UsageError) as e:
+        need("targeting.not_built_yet", "score")
+    assert e.value.message == "`targeting score` needs targeting.not_built_yet, which is not installed in this build"
 
 
 def test_real_exit_code_and_no_traceback(tmp_path: Path) -> None:
@@ -144,3 +145,24 @@ def test_real_exit_code_and_no_traceback(tmp_path: Path) -> None:
                        input='{"user_id": "u", "age": "old"}', capture_output=True, text=True, cwd=REPO, check=False)
     assert p.returncode == 2
     assert p.stderr.strip() == "error: age: age is a whole number of years 0..120, not 'old'"
+
+
+def test_events_load(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("targeting.events")
+    f = tmp_path / "events.jsonl"
+    f.write_text('{"user_id": "u1", "advertiser": "acme", "event": "visit", "ts": "2026-01-01T09:00:00+08:00"}\n'
+                 '{"user_id": "", "advertiser": "nobody", "event": "visit"}\n')
+    code, out, err = run(capsys, "events", "load", "--rules", str(rules(tmp_path / "r")), str(f), "--quiet")
+    assert code == 0 and out.strip() == f"loaded 1 events from {f}; 1 row(s) rejected"
+    assert f"{f}: events[1].user_id:" in err
+
+
+def test_gen_population(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("targeting.population")
+    out = tmp_path / "pop.parquet"
+    code, text, _ = run(capsys, "gen", "population", "--rules", str(rules(tmp_path / "r")), "--users", "500",
+                        "--out", str(out), "--quiet")
+    assert code == 0 and text.startswith("wrote 500 profiles")
+    import pyarrow.parquet as pq
+
+    assert pq.read_metadata(out).num_rows == 500
