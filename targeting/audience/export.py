@@ -43,7 +43,8 @@ def _hashed(ids: pa.Array, salt: str) -> pa.Array:
                     type=pa.string())
 
 
-def _ids_of(shard: Shard, rows: np.ndarray, hash_salt: str | None) -> pa.Array:
+def _ids_of(shard: Shard, rows: np.ndarray | slice, hash_salt: str | None) -> pa.Array:
+    """Ids of ``rows`` (an index array, or a slice: a contiguous range read without a gather)."""
     arr = ids_to_arrow(np.asarray(shard.ids)[rows])
     return _hashed(arr, hash_salt) if hash_salt is not None else arr
 
@@ -101,26 +102,33 @@ def export(index: AudienceIndex, spec: Spec, path: str | Path, *, advertiser: st
     writer = _Writer(tmp, fmt)
     done = 0
 
-    def chunks() -> Iterator[tuple[int, int, np.ndarray]]:
+    def chunks() -> Iterator[tuple[int, bool, np.ndarray | slice, int]]:
         for k, sel in enumerate(sels):
             if sel.count() == 0:
                 continue
-            rows = sel.rows()
             step = max(1, min(1 << 21, (1 << 30) // index.shards[k].ids.dtype.itemsize))  # int32 offsets
+            if sel.bits is None:  # row ranges: slice the ids, no gather
+                spans = [(lo, min(lo + step, end)) for start, end in zip(sel.starts.tolist(), sel.ends.tolist())
+                         for lo in range(start, end, step)]
+                for i, (a, b) in enumerate(spans):
+                    yield k, i == len(spans) - 1, slice(a, b), b - a
+                continue
+            rows = sel.rows()
             for lo in range(0, len(rows), step):
-                yield k, lo + step >= len(rows), rows[lo: lo + step]
+                part = rows[lo: lo + step]
+                yield k, lo + step >= len(rows), part, len(part)
 
     try:
         # two-stage pipeline: gather ids of the next chunk while the writer encodes this one
         with Progress(total, "export", enabled=progress, unit="ids") as bar, ThreadPoolExecutor(1) as pool:
             pending = None
-            for k, last, part in chunks():
+            for k, last, part, size in chunks():
                 nxt = pool.submit(_ids_of, index.shards[k], part, hash_salt)
                 if pending is not None:
                     writer.write(pending.result())
                 pending = nxt
-                done += len(part)
-                bar.update(len(part))
+                done += size
+                bar.update(size)
                 if last and on_progress is not None:
                     on_progress(done, total)
             if pending is not None:
