@@ -15,6 +15,7 @@ one ``store.fetch`` per block and apply the very rules decide applies
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from . import bitset
 from .compiler import CampaignIndex
 from .decide import Pending, _state_check
 from .errors import TargetingError
@@ -431,73 +433,130 @@ def clocks(zones: tuple[str, ...], ts: np.ndarray) -> Clocks:
 
 
 # ------------------------------------------------------------------ matching
-class _IndexTables:
-    """Per index: ``rows`` with a zero row appended (the target of padding) and the
-    words where negative rows (``all``/``none``) have bits at all."""
+@dataclass(frozen=True, eq=False)
+class ClauseTables:
+    """The index's clause bitsets, columns in ``perm`` order (position → clause).
 
-    def __init__(self) -> None:
-        self._cache: weakref.WeakKeyDictionary[CampaignIndex, tuple[np.ndarray, np.ndarray, np.ndarray]] = \
-            weakref.WeakKeyDictionary()
+    ``rows``: uint64[n_rows + 1, n_words], a zero row appended as the target of
+    padding; ``neg_words``: the words where ``all``/``none`` rows have bits;
+    ``ub_at[w]``: an upper bound of the eCPM of every clause from word ``w``
+    on (``-inf`` past the end). The identity order serves eligibility; the
+    bound order (highest possible eCPM first) lets ranking stop early.
+    """
 
-    def get(self, index: CampaignIndex) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(uint64[n_rows + 1, n_words] rows, int64[S] negative words, uint64[n_rows + 1, S])."""
-        hit = self._cache.get(index)
+    perm: np.ndarray  # int64[n_clauses]
+    owner: np.ndarray  # int32[n_clauses]: campaign of each permuted position
+    rows: np.ndarray
+    neg_words: np.ndarray
+    ub_at: np.ndarray  # float64[n_words + 1]
+    _live: dict[tuple[int, ...], np.ndarray]
+
+    def live(self, index: CampaignIndex, days: tuple[int, ...]) -> np.ndarray:
+        """uint64[n_words]: active, in-flight clauses (``CampaignIndex.live_words`` in this order)."""
+        hit = self._live.get(days)
         if hit is None:
-            rows = np.vstack([index.rows, np.zeros((1, index.n_words), dtype=np.uint64)])
-            neg = index.rows[index.all_base:]
-            neg_words = np.flatnonzero(np.bitwise_or.reduce(neg, axis=0)) if neg.size else np.zeros(0, np.int64)
-            hit = (rows, neg_words, np.ascontiguousarray(rows[:, neg_words]))
-            self._cache[index] = hit
+            if self.perm is _IDENTITY.get(index):
+                hit = index.live_words(days)
+            else:
+                today = np.asarray(days, dtype=np.int32)[index.zone_of]
+                ok = index.active & (index.start_day <= today) & (today <= index.end_day)
+                hit = bitset.pack(ok[self.owner]) if self.owner.size else np.zeros(1, dtype=np.uint64)
+            if len(self._live) > 64:
+                self._live.clear()
+            self._live[days] = hit
         return hit
 
 
-_TABLES = _IndexTables()
+_IDENTITY: weakref.WeakKeyDictionary[CampaignIndex, np.ndarray] = weakref.WeakKeyDictionary()
+_TABLES: weakref.WeakKeyDictionary[CampaignIndex, dict[Any, ClauseTables]] = weakref.WeakKeyDictionary()
+_TABLES_LOCK = threading.Lock()
+
+
+def clause_tables(index: CampaignIndex, bound: np.ndarray | None = None, key: Any = None) -> ClauseTables:
+    """Tables in index order (``bound`` None) or ordered by ``bound`` (float64[n_campaigns],
+    an upper bound of each campaign's eCPM), cached per index and ``key``."""
+    with _TABLES_LOCK:
+        per = _TABLES.setdefault(index, {})
+        hit = per.get(key if bound is not None else None)
+    if hit is not None:
+        return hit
+    m = index.n_clauses
+    if bound is None:
+        perm = np.arange(m, dtype=np.int64)
+        _IDENTITY[index] = perm
+        rows = index.rows
+        ub = np.full(m, np.inf)
+    else:
+        rank = np.empty(index.n_campaigns, dtype=np.int64)
+        rank[np.lexsort((np.arange(index.n_campaigns), -bound))] = np.arange(index.n_campaigns)
+        perm = np.argsort(rank[index.owner], kind="stable").astype(np.int64)
+        dense = np.unpackbits(index.rows.view(np.uint8), axis=1, bitorder="little")[:, :m]
+        rows = bitset.pack(np.ascontiguousarray(dense[:, perm], dtype=bool)) if m else index.rows
+        ub = bound[index.owner[perm]]
+    rows = np.vstack([rows, np.zeros((1, index.n_words), dtype=np.uint64)])
+    neg = rows[index.all_base:-1]
+    neg_words = np.flatnonzero(np.bitwise_or.reduce(neg, axis=0)) if neg.size else np.zeros(0, np.int64)
+    starts = np.arange(index.n_words + 1) * 64
+    ub_at = np.full(index.n_words + 1, -np.inf)
+    inside = starts < m
+    ub_at[inside] = ub[starts[inside]] if m else -np.inf
+    tables = ClauseTables(perm, index.owner[perm], rows, neg_words, ub_at, {})
+    with _TABLES_LOCK:
+        per = _TABLES.setdefault(index, {})
+        if bound is not None and len(per) > 8:
+            per.clear()
+        per[key if bound is not None else None] = tables
+    return tables
 
 
 def match_block(index: CampaignIndex, reqs: Requests, clk: Clocks | None) -> np.ndarray:
     """uint64[B, index.n_words]: the clauses :func:`targeting.matcher.match` accepts, per request.
 
     With ``clk`` None, time and flight dates are ignored (reach semantics)."""
-    rows, neg_words, neg_rows = _TABLES.get(index)
+    return match_range(index, clause_tables(index), reqs, clk, 0, index.n_words)
+
+
+def match_range(index: CampaignIndex, tables: ClauseTables, reqs: Requests, clk: Clocks | None,
+                w0: int, w1: int) -> np.ndarray:
+    """uint64[B, w1 - w0]: words ``w0..w1`` of :func:`match_block` in ``tables``' clause order."""
+    rows = tables.rows
     zero = rows.shape[0] - 1
     n_tags = len(index.tag_index)
-    words = rows[index.geo_base + reqs.geo]
-    words &= rows[index.gender_base + reqs.gender]
-    words &= rows[index.age_base + reqs.age]
-    words &= rows[index.scene_base + reqs.scene]
+    cols = slice(w0, w1)
+    words = rows[index.geo_base + reqs.geo, cols]
+    words &= rows[index.gender_base + reqs.gender, cols]
+    words &= rows[index.age_base + reqs.age, cols]
+    words &= rows[index.scene_base + reqs.scene, cols]
     if clk is not None:
-        t = rows[index.time_base[0] + clk.slots[:, 0]]
+        t = rows[index.time_base[0] + clk.slots[:, 0], cols]
         for z in range(1, len(index.zones)):
-            t |= rows[index.time_base[z] + clk.slots[:, z]]
+            t |= rows[index.time_base[z] + clk.slots[:, z], cols]
         words &= t
     tags = reqs.tags
     has_tag = tags >= 0
     for base in index.any_base:
-        ored = rows[base + n_tags][None, :].repeat(len(reqs), axis=0)
+        ored = np.repeat(rows[base + n_tags, cols][None, :], len(reqs), axis=0)
         if tags.shape[1]:
-            ored |= np.bitwise_or.reduce(rows[np.where(has_tag, base + tags, zero)], axis=1)
+            ored |= np.bitwise_or.reduce(rows[np.where(has_tag, base + tags, zero)][:, :, cols], axis=1)
         words &= ored
-    if neg_words.size:
-        neg = np.zeros((len(reqs), neg_words.size), dtype=np.uint64)
+    nw = tables.neg_words[(tables.neg_words >= w0) & (tables.neg_words < w1)]
+    if nw.size:
+        neg_rows = rows[:, nw]
+        neg = np.zeros((len(reqs), nw.size), dtype=np.uint64)
         if index.all_tags_used.size:
             member = np.zeros((len(reqs), n_tags), dtype=bool)
             r, c = np.nonzero(has_tag)
             member[r, tags[r, c]] = True
             for t in index.all_tags_used.tolist():
-                lacking = ~member[:, t]
-                neg[lacking] |= neg_rows[index.all_base + t]
+                neg[~member[:, t]] |= neg_rows[index.all_base + t]
         if tags.shape[1]:
             neg |= np.bitwise_or.reduce(neg_rows[np.where(has_tag, index.none_base + tags, zero)], axis=1)
-        words[:, neg_words] &= ~neg
+        words[:, nw - w0] &= ~neg
     if clk is not None:
-        words &= _live(index, clk.days)
+        uniq, inv = np.unique(clk.days, axis=0, return_inverse=True)
+        lives = np.stack([tables.live(index, tuple(int(d) for d in u))[cols] for u in uniq])
+        words &= lives[inv.reshape(-1)]
     return words
-
-
-def _live(index: CampaignIndex, days: np.ndarray) -> np.ndarray:
-    uniq, inv = np.unique(days, axis=0, return_inverse=True)
-    lives = np.stack([index.live_words(tuple(int(d) for d in u)) for u in uniq])
-    return lives[inv.reshape(-1)]
 
 
 # ------------------------------------------------------------------ store checks
@@ -566,28 +625,51 @@ def _buckets(per: np.ndarray, day: np.ndarray, hour: np.ndarray) -> np.ndarray:
 def apply_store_checks(
     index: CampaignIndex, reqs: Requests, words: np.ndarray, store: StateStore, clk: Clocks,
 ) -> np.ndarray:
-    """Clear, in place, the bits of clauses that fail retargeting, caps or budgets.
+    """Clear, in place, the bits of clauses of ``words`` (uint64[B, n_words]) that fail
+    retargeting, caps or budgets; see :func:`store_checks`. Returns bool[B] degraded."""
+    if not index.store_words.any():
+        return np.zeros(len(reqs), dtype=bool)
+    need = words & index.store_words
+    pb, pj = _bit_pairs(need)
+    ok, degraded = store_checks(index, reqs, pb, pj, store, clk)
+    drop = ~ok
+    if drop.any():
+        bj, jj = pb[drop], pj[drop]
+        mask = np.left_shift(np.uint64(1), (jj & 63).astype(np.uint64))
+        np.bitwise_and.at(words, (bj, jj >> 6), ~mask)
+    return degraded
 
-    One ``store.fetch`` for the whole block, for the keys decide asks for
+
+def _bit_pairs(words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(int64[P] row, int64[P] bit) of every set bit of uint64[B, W], sorted by row then bit."""
+    rb, wi = np.nonzero(words)
+    if rb.size == 0:
+        return rb, wi
+    bits = np.unpackbits(words[rb, wi].view(np.uint8).reshape(-1, 8), axis=1, bitorder="little")
+    r, c = np.nonzero(bits)
+    return rb[r], wi[r] * 64 + c
+
+
+def store_checks(
+    index: CampaignIndex, reqs: Requests, pb: np.ndarray, pj: np.ndarray, store: StateStore, clk: Clocks,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Retargeting, frequency caps and budgets for (request ``pb[k]``, clause ``pj[k]``) pairs
+    sorted by request; clauses that need no state pass. Returns (bool[P] ok, bool[B] degraded).
+
+    One ``store.fetch`` for all pairs, for the keys decide asks for
     (``targeting.state.cap_key`` / ``spend_key``): one query per request with
     its cap keys and retargeting advertisers, plus one query (user ``""``) for
-    the block's distinct spend keys, which are per campaign and day. Caps and
-    pacing (``targeting.state.budget_allows``) are array comparisons;
-    retargeting rules of users who have events go through decide's own check.
-
-    Returns bool[B]: requests whose checks could not run because the store was
-    unavailable (their store-backed clauses are dropped, fail closed, as in
-    decide's ``degraded``)."""
+    the distinct spend keys, which are per campaign and day. Caps and pacing
+    (``targeting.state.budget_allows``) are array comparisons; retargeting rules
+    of users who have events go through decide's own check. When the store is
+    unavailable, every pair that needs it fails (fail closed, as decide's
+    ``degraded``)."""
     degraded = np.zeros(len(reqs), dtype=bool)
-    if not index.store_words.any():
-        return degraded
-    need = words & index.store_words
-    rb, wi = np.nonzero(need)
-    if rb.size == 0:
-        return degraded
-    bits = np.unpackbits(need[rb, wi].view(np.uint8).reshape(-1, 8), axis=1, bitorder="little")
-    r, c = np.nonzero(bits)
-    pb, pj = rb[r], wi[r] * 64 + c  # (request, clause) pairs, sorted by request then clause
+    ok_all = np.ones(pj.size, dtype=bool)
+    sel = np.flatnonzero(index.needs_store[pj]) if pj.size else pj
+    if sel.size == 0:
+        return ok_all, degraded
+    pb, pj = pb[sel], pj[sel]
     pcamp = index.owner[pj].astype(np.int64)
     meta = _state_meta(index)
     n = index.n_campaigns
@@ -653,25 +735,17 @@ def apply_store_checks(
                 req = Request(user_id=str(reqs.user_id[b]), ts=float(reqs.ts[b]))
                 pend = Pending(req, cast(Any, None), cast(Any, None), pj[k:k + 1], pj[k:k + 1], None)
                 ok[k] = _state_check(index, j, ci, pend, with_events[b]) is None
-    drop = ~ok
-    if drop.any():
-        bj, jj = pb[drop], pj[drop]
-        mask = np.left_shift(np.uint64(1), (jj & 63).astype(np.uint64))
-        np.bitwise_and.at(words, (bj, jj >> 6), ~mask)
-    return degraded
+    ok_all[sel] = ok
+    return ok_all, degraded
 
 
 # ------------------------------------------------------------------ ranking
 def eligible_pairs(index: CampaignIndex, words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(int64[P] request position, int64[P] campaign position): every eligible pair,
     sorted by request then campaign, each pair once however many clauses matched."""
-    rb, wi = np.nonzero(words)
-    if rb.size == 0:
-        return rb, wi
-    bits = np.unpackbits(words[rb, wi].view(np.uint8).reshape(-1, 8), axis=1, bitorder="little")
-    r, c = np.nonzero(bits)
-    clause = wi[r] * 64 + c
-    req = rb[r]
+    req, clause = _bit_pairs(words)
+    if req.size == 0:
+        return req, clause
     camp = index.owner[clause].astype(np.int64)
     keep = np.ones(req.size, dtype=bool)
     keep[1:] = (req[1:] != req[:-1]) | (camp[1:] != camp[:-1])
@@ -707,7 +781,6 @@ class Ranked:
     camp: np.ndarray  # int64: campaign position
     ecpm: np.ndarray  # float64
     pctr: np.ndarray  # float64
-    eligible: np.ndarray  # int32[B]: campaigns at or above the floor, per request (decide's "eligible")
 
 
 def rank_pairs(
@@ -716,28 +789,49 @@ def rank_pairs(
 ) -> Ranked:
     """eCPM ranking of every request at once: :func:`targeting.scoring.rank` per request.
 
-    ``req`` must be sorted (as :func:`eligible_pairs` returns it). Only the
-    pairs at or above each request's ``limit``-th best eCPM (ties included) are
-    sorted, so the cost is one partition per request, not a sort of all pairs."""
+    ``req`` must be sorted. Only the pairs at or above each request's
+    ``limit``-th best eCPM (ties included) are sorted: one partition per
+    request instead of a sort of all pairs."""
     values = ecpm(index, camp, pctr)
     keep = values >= floor_cpm
     req, camp, pctr, values = req[keep], camp[keep], pctr[keep], values[keep]
-    eligible = np.bincount(req, minlength=n_requests).astype(np.int32)
-    if req.size:
-        starts = np.concatenate([[0], np.cumsum(eligible)[:-1]])
-        width = int(eligible.max())
-        if width > limit:
-            grid = np.full((n_requests, width), -np.inf)
-            grid[req, np.arange(req.size) - starts[req]] = values
-            kth = -np.partition(-grid, limit - 1, axis=1)[:, limit - 1]  # limit-th best per request
-            top = values >= kth[req]
-            req, camp, pctr, values = req[top], camp[top], pctr[top], values[top]
+    kth = _kth_best(req, values, n_requests, limit)
+    top = values >= kth[req]
+    req, camp, pctr, values = req[top], camp[top], pctr[top], values[top]
     order = np.lexsort((camp, -values, req))
     req, camp, pctr, values = req[order], camp[order], pctr[order], values[order]
     first = np.searchsorted(req, req, side="left")
     rank = np.arange(req.size) - first + 1
     top = rank <= limit
-    return Ranked(req[top], rank[top].astype(np.int16), camp[top], values[top], pctr[top], eligible)
+    return Ranked(req[top], rank[top].astype(np.int16), camp[top], values[top], pctr[top])
+
+
+def _kth_best(req: np.ndarray, values: np.ndarray, n_requests: int, k: int) -> np.ndarray:
+    """float64[n_requests]: each request's k-th largest value (``-inf`` with fewer than k); ``req`` sorted."""
+    counts = np.bincount(req, minlength=n_requests)
+    out = np.full(n_requests, -np.inf)
+    if req.size == 0 or counts.max() < k:
+        return out
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    grid = np.full((n_requests, int(counts.max())), -np.inf)
+    grid[req, np.arange(req.size) - starts[req]] = values
+    return cast(np.ndarray, -np.partition(-grid, k - 1, axis=1)[:, k - 1])
+
+
+def ecpm_bound(index: CampaignIndex, model: ClickModel) -> np.ndarray:
+    """float64[n_campaigns]: no request can give a campaign a higher eCPM than this.
+
+    CPM: the bid. CPC: ``bid × 1000 ×`` the model's largest possible pCTR (the
+    prior itself for :class:`PriorModel`, ``model.max_pctr(index)`` when the
+    model has it, else 1). Slightly inflated so rounding never makes it too low."""
+    if isinstance(model, PriorModel):
+        pmax = index.prior_ctr
+    elif hasattr(model, "max_pctr"):
+        pmax = np.asarray(model.max_pctr(index), dtype=np.float64)
+    else:
+        pmax = np.ones(index.n_campaigns)
+    bound = np.where(index.is_cpc, index.bid * np.minimum(pmax, 1.0) * 1000.0, index.bid)
+    return bound * (1 + 1e-9) + 1e-12
 
 
 def decide_block(
@@ -746,25 +840,73 @@ def decide_block(
 ) -> tuple[Ranked, np.ndarray]:
     """Decide every request of ``reqs``: (decisions, bool[B] degraded).
 
-    Works through sub-blocks of ``block`` requests to bound the ``[block, T, n_words]``
-    gathers; the result is the same whatever ``block`` is."""
+    Clauses are visited in order of their campaign's eCPM bound
+    (:func:`ecpm_bound`), a few words at a time; a request is finished once its
+    ``limit``-th best eCPM is above the bound of everything not yet visited,
+    so most requests never touch most campaigns. The answer is exactly the
+    exhaustive one (ties included: the stop test is strict). Store checks run
+    on the visited candidates only, one ``store.fetch`` per step."""
+    bound = ecpm_bound(index, model)
+    tables = clause_tables(index, bound, key=(id(model), model.version))
     parts: list[Ranked] = []
     degraded = np.zeros(len(reqs), dtype=bool)
     clk_all = clocks(index.zones, reqs.ts)
     for s in range(0, len(reqs), block):
-        sub = reqs.take(slice(s, s + block))
-        clk = Clocks(clk_all.slots[s:s + block], clk_all.days[s:s + block], clk_all.day_fraction[s:s + block])
-        words = match_block(index, sub, clk)
-        if store is not None:
-            degraded[s:s + block] = apply_store_checks(index, sub, words, store, clk)
-        req, camp = eligible_pairs(index, words)
-        pctr = pair_pctr(model, index, tx, sub, req, camp)
-        r = rank_pairs(index, len(sub), req, camp, pctr, limit=limit, floor_cpm=floor_cpm)
+        sel = slice(s, s + block)
+        sub = reqs.take(sel)
+        clk = Clocks(clk_all.slots[sel], clk_all.days[sel], clk_all.day_fraction[sel])
+        r, deg = _decide_pruned(index, tx, model, store, sub, clk, tables, limit, floor_cpm)
+        degraded[sel] = deg
         r.req = r.req + s
         parts.append(r)
     if not parts:
         empty = np.zeros(0, dtype=np.int64)
-        return Ranked(empty, empty.astype(np.int16), empty, np.zeros(0), np.zeros(0),
-                      np.zeros(0, dtype=np.int32)), degraded
+        return Ranked(empty, empty.astype(np.int16), empty, np.zeros(0), np.zeros(0)), degraded
     return Ranked(*(np.concatenate([getattr(p, f) for p in parts]) for f in
-                    ("req", "rank", "camp", "ecpm", "pctr", "eligible"))), degraded
+                    ("req", "rank", "camp", "ecpm", "pctr"))), degraded
+
+
+def _decide_pruned(
+    index: CampaignIndex, tx: Taxonomy, model: ClickModel, store: StateStore | None, reqs: Requests,
+    clk: Clocks, tables: ClauseTables, limit: int, floor_cpm: float,
+) -> tuple[Ranked, np.ndarray]:
+    n_req, n = len(reqs), index.n_campaigns
+    degraded = np.zeros(n_req, dtype=bool)
+    pool: list[tuple[np.ndarray, ...]] = []
+    pool_key = np.zeros(0, dtype=np.int64)
+    pool_val = np.zeros(0)
+    active = np.arange(n_req)
+    w, step = 0, 2
+    while active.size and w < index.n_words and tables.ub_at[w] >= floor_cpm:
+        w1 = min(index.n_words, w + step)
+        sub = reqs.take(active)
+        sub_clk = Clocks(clk.slots[active], clk.days[active], clk.day_fraction[active])
+        words = match_range(index, tables, sub, sub_clk, w, w1)
+        rb, bit = _bit_pairs(words)
+        clause = tables.perm[w * 64 + bit]
+        if store is not None and rb.size and index.needs_store[clause].any():
+            ok, deg = store_checks(index, sub, rb, clause, store, sub_clk)
+            degraded[active] |= deg
+            rb, clause = rb[ok], clause[ok]
+        key = np.unique(rb * n + index.owner[clause])  # one pair per campaign, sorted by request
+        b_local, camp = key // n, key % n
+        pctr = pair_pctr(model, index, tx, sub, b_local, camp)
+        values = ecpm(index, camp, pctr)
+        keep = values >= floor_cpm
+        b = active[b_local[keep]]
+        new_key = b * n + camp[keep]
+        fresh = ~np.isin(new_key, pool_key)  # a campaign's clauses may straddle two steps
+        pool.append((b[fresh], camp[keep][fresh], pctr[keep][fresh]))
+        order = np.argsort(np.concatenate([pool_key, new_key[fresh]]), kind="stable")
+        pool_key = np.concatenate([pool_key, new_key[fresh]])[order]
+        pool_val = np.concatenate([pool_val, values[keep][fresh]])[order]
+        kth = _kth_best(pool_key // n, pool_val, n_req, limit)
+        active = active[~(kth[active] > tables.ub_at[w1])]
+        w, step = w1, step * 2
+    if not pool:
+        empty = np.zeros(0, dtype=np.int64)
+        return Ranked(empty, empty.astype(np.int16), empty, np.zeros(0), np.zeros(0)), degraded
+    req, camp, pctr = (np.concatenate([p[i] for p in pool]) for i in range(3))
+    order = np.lexsort((camp, req))
+    return rank_pairs(index, n_req, req[order], camp[order], pctr[order], limit=limit,
+                      floor_cpm=floor_cpm), degraded

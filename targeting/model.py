@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -191,6 +192,20 @@ class ClickModel:
             with self._lock:
                 self._slots[index] = hit
         return hit
+
+    def max_pctr(self, index: CampaignIndex) -> np.ndarray:
+        """float64[index.n_campaigns]: an upper bound of each campaign's pCTR over all requests
+        (each feature group at its best, every tag with a positive weight present)."""
+        u = np.zeros(self.W.shape[1])
+        bounds = [*[self.spec.offset[g] for g in FeatureSpec.GROUPS], self.spec.tag_offset]
+        for lo, hi in itertools.pairwise(bounds):
+            u += self.W[lo:hi].max(axis=0)
+        u += np.maximum(self.W[self.spec.tag_offset:self.spec.n], 0.0).sum(axis=0)
+        cat = index.category.astype(np.int64)
+        z = self.bias[cat] + self.campaign[self.campaign_slots(index)] + u[cat]
+        if self.a < 0:
+            return np.ones(index.n_campaigns)
+        return 1.0 / (1.0 + np.exp(-(self.a * z + self.b)))
 
     def predict(self, request: Request, campaigns: np.ndarray, index: CampaignIndex) -> np.ndarray:
         """float64[len(campaigns)]: P(click) of ``request`` for each campaign position."""

@@ -1,0 +1,122 @@
+"""Batch scoring throughput against ``Engine.decide`` in a loop, and Dask with 1 vs 2 workers.
+
+    python benchmarks/bench_batch.py [--campaigns 10000] [--requests 100000] [--decide 300]
+
+Two rule sets of generated campaigns (``targeting.gen``): as generated (a
+quarter with frequency caps, a quarter with budgets, some retargeting: the
+state store is read for most requests) and the same campaigns without
+store-backed features (pure targeting). For each: ``Engine.decide`` on the
+first ``--decide`` requests, one at a time, and ``targeting.batch.score`` on
+all ``--requests`` (single process); goal >= 20x and >= 200k requests/s per
+core. Then the pure-targeting set on a Dask ``LocalCluster`` with 1 and 2
+single-threaded worker processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from targeting.batch import score
+from targeting.clicklog import generate_requests
+from targeting.compiler import compile_campaigns
+from targeting.engine import Engine
+from targeting.errors import RulesError
+from targeting.gen import generate_campaigns
+from targeting.rules import validate_campaigns
+from targeting.stores.memory import MemoryStore
+from targeting.taxonomy import Taxonomy
+
+RULES = Path(__file__).resolve().parents[1] / "rules"
+
+
+def valid_only(dicts: list[dict], tx: Taxonomy) -> list[dict]:
+    """Generated campaigns that the rules accept (the generator may emit a few they refuse)."""
+    out = []
+    for d in dicts:
+        try:
+            validate_campaigns([("gen.yaml", [d])], tx)
+        except RulesError:
+            continue
+        out.append(d)
+    return out
+
+
+def engine_for(camps: list[dict], tx: Taxonomy, now: float) -> Engine:
+    index = compile_campaigns(validate_campaigns([("gen.yaml", camps)], tx), tx, "bench")
+    return Engine(tx, index, store=MemoryStore(clock=lambda: now), clock=lambda: now)
+
+
+def decide_loop(engine: Engine, path: Path, n: int) -> float:
+    import pyarrow.parquet as pq
+
+    raws = []
+    for r in pq.read_table(path).slice(0, n).to_pylist():
+        raw = {"request_id": r["request_id"], "user_id": r["user_id"], "ts": r["ts"].isoformat()}
+        geo = {k: r[k] for k in ("province", "city") if r[k]}
+        if geo:
+            raw["geo"] = geo
+        for k in ("gender", "age", "tags", "scene"):
+            if r[k] is not None:
+                raw[k] = r[k]
+        raws.append(raw)
+    t = time.perf_counter()
+    for raw in raws:
+        engine.decide(raw)
+    return len(raws) / (time.perf_counter() - t)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--campaigns", type=int, default=10_000)
+    ap.add_argument("--requests", type=int, default=100_000)
+    ap.add_argument("--decide", type=int, default=300)
+    ap.add_argument("--no-dask", action="store_true")
+    args = ap.parse_args()
+    tx = Taxonomy.load(RULES / "taxonomy")
+    now = time.time()
+    full = valid_only(generate_campaigns(args.campaigns, tx, seed=1), tx)
+    plain = copy.deepcopy(full)
+    for c in plain:
+        c.pop("frequency_cap", None)
+        c.pop("daily_budget", None)
+        c["targeting"].pop("retargeting", None)
+    cpu = os.cpu_count()
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        req = generate_requests(d / "req.parquet", args.requests, taxonomy=tx, seed=3, end=now, progress=False)
+        print(f"\n{args.campaigns:,} campaigns, {args.requests:,} requests, {cpu} CPUs "
+              f"(load average {os.getloadavg()[0]:.1f})\n")
+        print(f"{'rule set':22}{'decide req/s':>14}{'batch req/s':>14}{'speedup':>10}{'decisions/req':>15}")
+        plain_engine = None
+        for name, camps in (("with caps/budgets/rt", full), ("targeting only", plain)):
+            engine = engine_for(camps, tx, now)
+            dps = decide_loop(engine, req, args.decide)
+            r = score(engine, req, d / f"{name[:4]}.parquet", progress=False)
+            bps = r["requests"] / r["seconds"]
+            print(f"{name:22}{dps:>14,.0f}{bps:>14,.0f}{bps / dps:>9.1f}x{r['decisions'] / r['requests']:>15.2f}")
+            plain_engine = engine
+        print("\ngoal: >= 20x decide and >= 200,000 requests/s per core (batch runs in one process, one core)")
+        if args.no_dask:
+            return
+        from distributed import Client, LocalCluster
+
+        print(f"\nDask LocalCluster, targeting-only rule set, {args.requests:,} requests")
+        print(f"{'workers':>8}{'req/s':>12}{'seconds':>10}{'partitions':>12}")
+        base = None
+        for workers in (1, 2):
+            with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                              dashboard_address=None) as cluster, Client(cluster) as client:
+                r = score(plain_engine, req, d / f"dask{workers}", scheduler=client, progress=False,
+                          partition_rows=max(args.requests // 8, 1000))
+            rps = r["requests"] / r["seconds"]
+            base = base or rps
+            print(f"{workers:>8}{rps:>12,.0f}{r['seconds']:>10.1f}{r['partitions']:>12}   x{rps / base:.2f}")
+
+
+if __name__ == "__main__":
+    main()
