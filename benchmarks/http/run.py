@@ -154,6 +154,25 @@ def locust(url: str, target: str, seconds: int, users: int, rate: float = 0.0) -
     }
 
 
+def ab(rules: Path, a: argparse.Namespace) -> int:
+    """Alternate inline and threadpool servers so both see the same machine load."""
+    got: dict[str, list[float]] = {"inline": [], "threadpool": []}
+    for k in range(a.ab):
+        for name, offload in (("inline", False), ("threadpool", True)):
+            srv = Server(rules, offload=offload)
+            try:
+                r = locust(srv.url, "decide", a.seconds, a.users)
+            finally:
+                srv.stop()
+            got[name].append(r["rps"])
+            print(f"  round {k + 1} {name:<10} {r['rps']:8.0f} rps  p50 {r['p50']:7.2f} ms  p99 {r['p99']:7.2f} ms",
+                  flush=True)
+    med = {k: float(np.median(v)) for k, v in got.items()}
+    print(f"median rps: inline {med['inline']:.0f}, threadpool {med['threadpool']:.0f} "
+          f"-> inline/threadpool {med['inline'] / med['threadpool']:.2f}x")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -167,6 +186,8 @@ def main() -> int:
     ap.add_argument("--rate", type=float, default=1500.0, help="fixed rate for the latency run")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-pool", action="store_true", help="skip the threadpool decide variant")
+    ap.add_argument("--ab", type=int, default=0, metavar="ROUNDS",
+                    help="only compare decide inline vs threadpool, alternating ROUNDS times")
     a = ap.parse_args()
     os.environ["BENCH_BATCH"] = str(a.batch)
 
@@ -179,6 +200,8 @@ def main() -> int:
             flush=True,
         )
         rows: dict[str, dict[str, float]] = {}
+        if a.ab:
+            return ab(rules, a)
         srv = Server(rules, offload=False)
         try:
             for name, target, users, rate in (

@@ -245,3 +245,39 @@ def test_decide_offloaded_to_the_threadpool_answers_the_same(make_client: Callab
     inline = make_client(offload=False).post("/v1/decide", json=req).json()
     pooled = make_client(offload=True).post("/v1/decide", json=req).json()
     assert inline == pooled
+
+
+def test_unexpected_errors_are_a_logged_500(engine: Engine, monkeypatch: pytest.MonkeyPatch,
+                                            caplog: pytest.LogCaptureFixture) -> None:
+    from service import Settings, create_app
+
+    def boom(request: Any) -> dict[str, Any]:
+        raise RuntimeError("kaboom")
+
+    monkeypatch.setattr(engine, "decide", boom)
+    with TestClient(create_app(engine, Settings()), raise_server_exceptions=False) as c:
+        r = c.post("/v1/decide", json={"user_id": "u"})
+    assert r.status_code == 500
+    assert r.json() == {"error": {"code": "internal", "message": "internal error; it has been logged", "path": None}}
+    assert "kaboom" not in r.text
+    assert any("unexpected error on POST /v1/decide" in rec.message and rec.exc_info for rec in caplog.records)
+
+
+def test_lifespan_closes_what_it_owns(engine: Engine, tmp_path: Path) -> None:
+    from service import Settings, create_app
+
+    closed: list[str] = []
+
+    class Jobs(RecordingJobs):
+        def close(self) -> None:
+            closed.append("jobs")
+
+    class Store(DownStore):
+        def close(self) -> None:
+            closed.append("store")
+
+    engine.store = Store()
+    with TestClient(create_app(engine, Settings(jobs=Jobs(tmp_path), close_engine=True))) as c:
+        assert c.get("/healthz").status_code == 200
+        assert closed == []
+    assert closed == ["jobs", "store"]
