@@ -38,6 +38,8 @@ def to_indices(words: np.ndarray) -> np.ndarray:
     nz = np.flatnonzero(words)
     if nz.size == 0:
         return nz
+    if nz.size * 4 > words.size:  # dense: one pass over all the bits is cheaper
+        return np.flatnonzero(np.unpackbits(words.view(np.uint8), bitorder="little"))
     bits = np.unpackbits(words[nz].view(np.uint8), bitorder="little").reshape(nz.size, WORD)
     rows, cols = np.nonzero(bits)
     return nz[rows] * WORD + cols

@@ -50,6 +50,7 @@ class CampaignIndex:
     all_base: int
     none_base: int
     all_tags_used: np.ndarray  # int32[]: tag indices that appear in some ``all``
+    all_tags_list: tuple[int, ...]  # the same, as Python ints (the matcher's hot loop)
     tag_index: dict[str, int]
     # campaign-level arrays
     active: np.ndarray  # bool[n]: status == active
@@ -61,6 +62,11 @@ class CampaignIndex:
     prior_ctr: np.ndarray  # float64[n]
     needs_store: np.ndarray  # bool[m]: clause needs retargeting, cap or budget state
     store_words: np.ndarray  # uint64[n_words]: bitset of ``needs_store`` clauses
+    has_rt: np.ndarray  # bool[n]: the campaign's spec uses retargeting
+    needs_user: np.ndarray  # bool[n]: retargeting or a frequency cap (per-user state)
+    first_clause: np.ndarray  # int32[n]: index of the campaign's first clause (clauses are contiguous)
+    budget: np.ndarray  # float64[n]: daily budget, nan = none
+    budgeted: np.ndarray  # int64[]: positions of campaigns with a daily budget
     _live_cache: dict[tuple[int, ...], np.ndarray] = field(default_factory=dict)
 
     @property
@@ -161,6 +167,7 @@ def compile_campaigns(campaigns: Sequence[Campaign], taxonomy: Taxonomy, version
         all_base=all_base,
         none_base=none_base,
         all_tags_used=np.array(sorted(all_used), dtype=np.int32),
+        all_tags_list=tuple(sorted(all_used)),
         tag_index=tag_index,
         active=np.array([c.status == "active" for c in camps], dtype=bool),
         start_day=np.array([c.start.toordinal() if c.start else 0 for c in camps], dtype=np.int32),
@@ -171,6 +178,11 @@ def compile_campaigns(campaigns: Sequence[Campaign], taxonomy: Taxonomy, version
         prior_ctr=np.array([taxonomy.categories[c.category].prior_ctr for c in camps], dtype=np.float64),
         needs_store=needs,
         store_words=bitset.pack(needs) if m else np.zeros(1, dtype=np.uint64),
+        has_rt=np.array([c.spec.uses_retargeting for c in camps], dtype=bool),
+        needs_user=np.array([c.spec.uses_retargeting or c.cap_per is not None for c in camps], dtype=bool),
+        first_clause=np.searchsorted(owner, np.arange(len(camps)), side="left").astype(np.int32),
+        budget=np.array([np.nan if c.daily_budget is None else c.daily_budget for c in camps], dtype=np.float64),
+        budgeted=np.array([i for i, c in enumerate(camps) if c.daily_budget is not None], dtype=np.int64),
     )
 
 

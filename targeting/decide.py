@@ -1,13 +1,21 @@
 """One decision, from a validated request to the answer dict (pure, given the store's answer).
 
-The flow: profile merge → bitset match → store checks on the few candidates
-that need state (retargeting, frequency caps, budgets) → pCTR → eCPM ranking.
+The flow: bitset match (targeting, flight, budgets from the spend mirror) →
+pCTR and eCPM for every candidate at once → ranking → per-user state checks
+(retargeting, frequency caps) for the candidates that can still make the
+answer, in one store round trip → the contract's answer.
+
+Only candidates ranked above the ``limit``-th campaign that needs no per-user
+state are checked: a campaign that cannot win is never looked up. With
+``explain`` every candidate is checked, so the eligible list is exact.
+``eligible`` counts candidates not known to be rejected.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
@@ -15,142 +23,205 @@ from . import bitset
 from .compiler import CampaignIndex
 from .matcher import Moment, Point, first_failures, match, moment, sorted_tag_indices
 from .request import Request
-from .scoring import ClickModel, ecpm, rank
-from .state import budget_allows, cap_key, spend_key
+from .scoring import ClickModel, PriorModel, ecpm
+from .state import budget_allows, cap_key, window_bucket
 from .stores.base import StateQuery, UserState
 from .taxonomy import UNKNOWN, Taxonomy, gender_index
 
 DAY = 86400.0
+WINDOWS = ("hour", "day", "week")
 
 
 @dataclass
 class Pending:
-    """A request after the bitset stage, waiting for its store answer."""
+    """A request after the bitset and scoring stages, waiting for its store answer."""
 
     request: Request
     moment: Moment
     point: Point
-    clauses: np.ndarray  # int64[]: eligible clause indices (targeting + flight)
-    needs: np.ndarray  # int64[]: the subset of ``clauses`` that needs store state
+    clauses: np.ndarray  # int64[]: eligible clause indices (targeting, flight, budget)
+    needs: np.ndarray  # int64[]: campaign positions whose per-user state is checked
     query: StateQuery | None
     cap_of: dict[int, int] = field(default_factory=dict)  # campaign -> position in query.user_counters
     spend_of: dict[int, int] = field(default_factory=dict)  # campaign -> position in query.shared_counters
+    ranked: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # campaigns, best first
+    values: np.ndarray = field(default_factory=lambda: np.zeros(0))  # eCPM, aligned with ranked
+    pctr: np.ndarray = field(default_factory=lambda: np.zeros(0))  # aligned with ranked
+    below_floor: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # campaigns
+    budget_reasons: dict[int, str] = field(default_factory=dict)  # campaign -> budget | pacing | store
 
 
 def point_of(req: Request, tx: Taxonomy, tag_index: dict[str, int]) -> Point:
-    scenes = tx.scene_index()
     return Point(
         geo=tx.geo_leaf(req.province, req.city),
         gender=gender_index(req.gender),
         age=UNKNOWN if req.age is None else req.age + 1,
-        scene=scenes.get(req.scene, UNKNOWN) if req.scene else UNKNOWN,
+        scene=tx.scene_index().get(req.scene, UNKNOWN) if req.scene else UNKNOWN,
         tags=sorted_tag_indices(req.tags, tag_index),
     )
 
 
-def prepare(index: CampaignIndex, tx: Taxonomy, req: Request) -> Pending:
-    """Bitset stage, and the store query the survivors need (``None`` if none)."""
+def prepare(
+    index: CampaignIndex, tx: Taxonomy, req: Request, model: ClickModel | None = None,
+    blocked: tuple[np.ndarray, dict[int, str]] | None = None,
+) -> Pending:
+    """Bitset stage, scoring, ranking, and the store query the contenders need.
+
+    ``blocked`` is (uint64[n_words] clauses of campaigns that may not spend now,
+    their reasons by campaign) from the spend mirror; ``None`` = none blocked.
+    """
     m = moment(index.zones, req.ts)
     p = point_of(req, tx, index.tag_index)
     words = match(index, p, m)
+    reasons: dict[int, str] = {}
+    if blocked is not None and blocked[1]:
+        hit = words & blocked[0]
+        if hit.any():
+            words = words & ~blocked[0]
+            for ci in np.unique(index.owner[bitset.to_indices(hit)]).tolist():
+                reasons[ci] = blocked[1][ci]
     clauses = bitset.to_indices(words)
-    needs = bitset.to_indices(words & index.store_words) if clauses.size else clauses
-    pend = Pending(req, m, p, clauses, needs, None)
-    if needs.size:
-        advertisers: dict[str, None] = {}
-        caps: list[str] = []
-        spends: list[str] = []
-        for ci in dict.fromkeys(index.owner[needs].tolist()):
-            c = index.campaigns[ci]
-            local = m.local[index.zone_of[ci]]
-            if c.spec.uses_retargeting:
-                advertisers[c.advertiser] = None
-            if c.cap_impressions is not None and c.cap_per is not None:
-                pend.cap_of[ci] = len(caps)
-                caps.append(cap_key(c.id, c.cap_per, local))
-            if c.daily_budget is not None:
-                pend.spend_of[ci] = len(spends)
-                spends.append(spend_key(c.id, local))
-        pend.query = StateQuery(req.user_id, tuple(advertisers), tuple(caps), tuple(spends))
+    owners = index.owner[clauses]  # ascending, since clauses are ascending and contiguous per campaign
+    if clauses.size:
+        first = np.empty(owners.size, dtype=bool)
+        first[0] = True
+        np.not_equal(owners[1:], owners[:-1], out=first[1:])
+        camps = owners[first]
+    else:
+        camps = np.zeros(0, dtype=np.int32)
+    pend = Pending(req, m, p, clauses, np.zeros(0, dtype=np.int64), None, budget_reasons=reasons)
+    if not camps.size:
+        return pend
+    pctr = (model or _PRIOR).predict(req, camps, index)
+    values = ecpm(index, camps, pctr)
+    above = values >= req.floor_cpm
+    pend.below_floor = camps[~above]
+    camps, values, pctr = camps[above], values[above], pctr[above]
+    order = np.argsort(-values, kind="stable")  # camps ascend, so equal eCPMs stay in id order
+    pend.ranked, pend.values, pend.pctr = camps[order], values[order], pctr[order]
+    needs_user = index.needs_user[pend.ranked]
+    if not needs_user.any():
+        return pend
+    if req.explain:
+        cut = pend.ranked.size
+    else:  # contenders: everything ranked above the limit-th campaign that needs no state
+        free = np.flatnonzero(~needs_user)
+        cut = int(free[req.limit - 1]) + 1 if free.size >= req.limit else pend.ranked.size
+    pend.needs = pend.ranked[:cut][needs_user[:cut]]
+    advertisers: dict[str, None] = {}
+    caps: list[str] = []
+    labels = _labels(index.zones, int(m.ts // 60))
+    for ci in pend.needs.tolist():
+        c = index.campaigns[ci]
+        if index.has_rt[ci]:
+            advertisers[c.advertiser] = None
+        if c.cap_per is not None:
+            pend.cap_of[ci] = len(caps)
+            caps.append(f"cap:{c.id}:{labels[index.zone_of[ci]][c.cap_per]}")
+    pend.query = StateQuery(req.user_id, tuple(advertisers), tuple(caps), ())
     return pend
+
+
+@lru_cache(maxsize=1024)
+def _labels(zones: tuple[str, ...], minute: int) -> tuple[dict[str, str], ...]:
+    """Window labels per zone at a minute, as :func:`targeting.state.window_bucket` names them."""
+    return tuple({w: window_bucket(w, t) for w in WINDOWS} for t in moment(zones, minute * 60.0).local)
+
+
+_PRIOR = PriorModel()
 
 
 def finish(
     index: CampaignIndex, tx: Taxonomy, model: ClickModel, pend: Pending, state: UserState | None,
     degraded: Sequence[str] = (),
 ) -> dict[str, object]:
-    """Store checks, scoring and ranking → the contract's decide answer.
+    """Per-user checks on the contenders → the contract's decide answer.
 
-    ``state`` is ``None`` when the store could not answer: clauses that need it
-    are skipped (fail closed) and ``degraded`` says why.
+    ``state`` is ``None`` when the store could not answer: campaigns that need
+    it are skipped (fail closed) and ``degraded`` says why.
     """
-    req, m = pend.request, pend.moment
-    rejected: dict[int, str] = {}
-    ok = pend.clauses
+    req = pend.request
+    rejected: dict[int, str] = dict(pend.budget_reasons)
     if pend.needs.size:
-        drop = np.zeros(pend.clauses.size, dtype=bool)
-        need_set = set(pend.needs.tolist())
-        for k, j in enumerate(pend.clauses.tolist()):
-            if j not in need_set:
-                continue
-            ci = int(index.owner[j])
-            why = "store" if state is None else _state_check(index, j, ci, pend, state)
+        mine = _clauses_by_campaign(index, pend.clauses, pend.needs)
+        for ci in pend.needs.tolist():
+            why = "store" if state is None else _user_check(index, ci, mine[ci], pend, state)
             if why is not None:
-                drop[k] = True
-                rejected.setdefault(ci, why)
-        ok = pend.clauses[~drop]
-    camps = np.unique(index.owner[ok]) if ok.size else np.zeros(0, dtype=np.int64)
-    for ci in camps.tolist():
-        rejected.pop(ci, None)  # another clause of the campaign passed
-    pctr = model.predict(req, camps, index) if camps.size else np.zeros(0)
-    values = ecpm(index, camps, pctr) if camps.size else np.zeros(0)
-    top = rank(camps, values, req.floor_cpm, req.limit) if camps.size else np.zeros(0, dtype=np.int64)
+                rejected[ci] = why
+    keep = np.array([ci not in rejected for ci in pend.ranked.tolist()], dtype=bool) \
+        if rejected else np.ones(pend.ranked.size, dtype=bool)
+    good = np.flatnonzero(keep)
     decisions = []
-    for k in top.tolist():
-        c = index.campaigns[int(camps[k])]
+    for k in good[: req.limit].tolist():
+        c = index.campaigns[int(pend.ranked[k])]
         decisions.append({
             "campaign_id": c.id,
             "advertiser": c.advertiser,
-            "ecpm": round(float(values[k]), 6),
-            "pctr": round(float(pctr[k]), 6),
+            "ecpm": round(float(pend.values[k]), 6),
+            "pctr": round(float(pend.pctr[k]), 6),
             "bid": {c.bid_type: c.bid},
         })
-    above_floor = values >= req.floor_cpm
     answer: dict[str, object] = {
         "request_id": req.request_id,
         "decisions": decisions,
-        "eligible": int(above_floor.sum()),
+        "eligible": int(good.size),
         "degraded": list(degraded),
         "index_version": index.version,
     }
     if req.explain:
-        reasons = first_failures(index, pend.point, m)
-        reasons.update({ci: why for ci, why in rejected.items()})
-        for k, ci in enumerate(camps.tolist()):
-            if not above_floor[k]:
-                reasons[ci] = "floor_cpm"
+        reasons = first_failures(index, pend.point, pend.moment)
+        reasons.update(rejected)
+        for ci in pend.below_floor.tolist():
+            reasons[ci] = "floor_cpm"
+        eligible = [int(c) for c in pend.ranked[good]]
         answer["explain"] = {
-            "eligible": [index.ids[ci] for k, ci in enumerate(camps.tolist()) if above_floor[k]],
-            "rejected": {index.ids[ci]: reasons.get(ci, "targeting") for ci in sorted(
-                set(range(index.n_campaigns)) - {int(c) for c, a in zip(camps, above_floor) if a}
-            )},
+            "eligible": [index.ids[ci] for ci in sorted(eligible)],
+            "rejected": {index.ids[ci]: reasons.get(ci, "targeting")
+                         for ci in sorted(set(range(index.n_campaigns)) - set(eligible))},
         }
     return answer
 
 
-def _state_check(index: CampaignIndex, clause: int, ci: int, pend: Pending, state: UserState) -> str | None:
-    c = index.campaigns[ci]
-    cl = c.clauses[clause - _first_clause(index, ci)]
-    now = pend.request.ts
-    if cl.rt_any or cl.rt_none:
-        def seen(event: str, days: int) -> bool:
-            ts = state.events.get((c.advertiser, event))
-            return ts is not None and now - days * DAY <= ts <= now + 300
+def _clauses_by_campaign(index: CampaignIndex, clauses: np.ndarray, camps: np.ndarray) -> dict[int, list[int]]:
+    owners = index.owner[clauses]
+    sel = np.isin(owners, camps)
+    out: dict[int, list[int]] = {int(c): [] for c in camps.tolist()}
+    for j, ci in zip(clauses[sel].tolist(), owners[sel].tolist()):
+        out[ci].append(j)
+    return out
 
-        if not all(any(seen(e, d) for e, d in rules) for rules in cl.rt_any):
+
+def _user_check(index: CampaignIndex, ci: int, clauses: list[int], pend: Pending, state: UserState) -> str | None:
+    """Retargeting (some eligible clause's rules hold) and the frequency cap of campaign ``ci``."""
+    if index.has_rt[ci]:
+        first = int(index.first_clause[ci])
+        c = index.campaigns[ci]
+        if not any(_rules_hold(c.clauses[j - first], c.advertiser, pend.request.ts, state) for j in clauses):
             return "retargeting"
-        if any(seen(e, d) for e, d in cl.rt_none):
-            return "retargeting"
+    if ci in pend.cap_of:
+        cap = index.campaigns[ci].cap_impressions
+        if cap is not None and state.user_counters[pend.cap_of[ci]] >= cap:
+            return "frequency_cap"
+    return None
+
+
+def _rules_hold(cl: object, advertiser: str, now: float, state: UserState) -> bool:
+    def seen(event: str, days: int) -> bool:
+        ts = state.events.get((advertiser, event))
+        return ts is not None and now - days * DAY <= ts <= now + 300
+
+    rt_any = getattr(cl, "rt_any")
+    rt_none = getattr(cl, "rt_none")
+    return all(any(seen(e, d) for e, d in rules) for rules in rt_any) and not any(seen(e, d) for e, d in rt_none)
+
+
+def _state_check(index: CampaignIndex, clause: int, ci: int, pend: Pending, state: UserState) -> str | None:
+    """The whole per-clause state check (retargeting, cap, budget), for callers that
+    fetch state themselves (the batch scorer)."""
+    c = index.campaigns[ci]
+    cl = c.clauses[clause - int(index.first_clause[ci])]
+    if (cl.rt_any or cl.rt_none) and not _rules_hold(cl, c.advertiser, pend.request.ts, state):
+        return "retargeting"
     if ci in pend.cap_of and c.cap_impressions is not None:
         if state.user_counters[pend.cap_of[ci]] >= c.cap_impressions:
             return "frequency_cap"
@@ -160,6 +231,4 @@ def _state_check(index: CampaignIndex, clause: int, ci: int, pend: Pending, stat
     return None
 
 
-def _first_clause(index: CampaignIndex, ci: int) -> int:
-    # clauses of a campaign are contiguous and in campaign order
-    return int(np.searchsorted(index.owner, ci, side="left"))
+__all__ = ["Pending", "cap_key", "finish", "point_of", "prepare"]

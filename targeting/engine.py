@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .budget import SpendMirror
 from .compiler import CampaignIndex, compile_campaigns
 from .decide import finish, prepare
 from .errors import NotFound, TargetingError, Unavailable
@@ -19,7 +20,7 @@ from .request import Request, parse_request, parse_ts
 from .rules import load_rules
 from .scoring import ClickModel, PriorModel
 from .spec import MAX_WINDOW_DAYS, Spec, parse_spec
-from .state import cap_key, counter_ttl, impression_cost, spend_key
+from .state import cap_key, counter_ttl, impression_cost, spend_key, window_bucket
 from .stores import Counter, StateStore, StoreUnavailable, open_store
 from .taxonomy import Taxonomy
 
@@ -64,6 +65,7 @@ class Engine:
         self.clock = clock
         self._snap = Snapshot(index, model or PriorModel())
         self._reload_lock = threading.Lock()
+        self._spend = SpendMirror()
         self.stats: Tally[str] = Tally()
 
     # ------------------------------------------------------------ building
@@ -126,12 +128,18 @@ class Engine:
         now = self.clock()
         out: list[dict[str, Any] | None] = [None] * len(raws)
         pendings = []
+        budget_degraded = False
         for i, raw in enumerate(raws):
             try:
                 req = parse_request(raw, self.taxonomy, now, path="" if strict else f"requests[{i}]")
                 if self.profiles is not None:
                     req = req.with_profile(self.profiles.lookup(req.user_id))
-                pendings.append((i, prepare(snap.index, self.taxonomy, req)))
+                blocked = None
+                if snap.index.budgeted.size:
+                    words, reasons, stale = self._spend.blocked(
+                        snap.index, moment(snap.index.zones, req.ts), self.store)
+                    blocked, budget_degraded = (words, reasons), budget_degraded or stale
+                pendings.append((i, prepare(snap.index, self.taxonomy, req, snap.model, blocked)))
             except TargetingError as e:
                 self.stats["decide_invalid"] += 1
                 if strict:
@@ -151,9 +159,11 @@ class Engine:
                 log.warning("store unavailable, skipping campaigns that need it: %s", e)
         for i, p in pendings:
             needs_state = p.query is not None
-            ans = finish(snap.index, self.taxonomy, snap.model, p, states.get(i),
-                         degraded if needs_state else ())
-            if needs_state and degraded:
+            why = list(degraded if needs_state else ())
+            if budget_degraded and "store" in p.budget_reasons.values():
+                why = why or ["store_unavailable"]
+            ans = finish(snap.index, self.taxonomy, snap.model, p, states.get(i), why)
+            if why:
                 self.stats["decide_degraded"] += 1
             self.stats["decisions"] += 1
             out[i] = ans
@@ -182,6 +192,7 @@ class Engine:
         idx = snap.index
         now = self.clock()
         counters: list[Counter] = []
+        spent: list[tuple[int, str, float]] = []
         errors: list[dict[str, Any]] = []
         accepted = 0
         if not isinstance(rows, Sequence) or isinstance(rows, (str, bytes)):
@@ -224,12 +235,15 @@ class Engine:
                     pctr = float(snap.model.predict(req, np.array([pos]), idx)[0])
                 cost = impression_cost(price, c.bid_type, c.bid, pctr)
                 counters.append(Counter("", spend_key(c.id, local), cost, counter_ttl("day")))
+                spent.append((pos, window_bucket("day", local), cost))
             accepted += 1
         if counters:
             try:
                 self.store.add_counters(counters)
             except StoreUnavailable as e:
                 raise Unavailable(f"state store unavailable, nothing recorded: {e}") from e
+            for pos, day, cost in spent:
+                self._spend.add(idx, pos, day, cost)
         self.stats["impressions"] += accepted
         return {"accepted": accepted, "errors": errors}
 

@@ -82,21 +82,24 @@ def match(index: CampaignIndex, p: Point, m: Moment | None) -> np.ndarray:
         groups.append(len(pos))
         pos.extend(base + t for t in p.tags)
         pos.append(base + len(index.tag_index))
-    ored = np.bitwise_or.reduceat(rows[pos], groups, axis=0)
-    words = np.bitwise_and.reduce(ored, axis=0)
     neg = _negative_rows(index, p.tags)
-    if neg:
-        words &= ~np.bitwise_or.reduce(rows[neg], axis=0)
+    if neg:  # one gather for both sides; the negative rows form the last group
+        groups.append(len(pos))
+        ored = np.bitwise_or.reduceat(rows[pos + neg], groups, axis=0)
+        words = np.bitwise_and.reduce(ored[:-1], axis=0)
+        words &= ~ored[-1]
+    else:
+        words = np.bitwise_and.reduce(np.bitwise_or.reduceat(rows[pos], groups, axis=0), axis=0)
     if m is not None:
         words &= index.live_words(m.days)
     return words
 
 
 def _negative_rows(index: CampaignIndex, tags: tuple[int, ...]) -> list[int]:
-    have = set(tags)
-    neg = [index.all_base + int(t) for t in index.all_tags_used if int(t) not in have]
+    """Rows whose clauses fail: ``all`` rows of tags the request lacks, ``none`` rows of tags it has."""
+    neg = [index.all_base + t for t in index.all_tags_list if t not in tags]
     if index.none_base < index.rows.shape[0]:
-        neg.extend(index.none_base + t for t in tags)
+        neg.extend([index.none_base + t for t in tags])
     return neg
 
 

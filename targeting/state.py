@@ -33,7 +33,8 @@ def cap_key(campaign_id: str, per: str, local: dt.datetime) -> str:
 
 
 def spend_key(campaign_id: str, local: dt.datetime) -> str:
-    """Per-campaign spend counter for the local day holding ``local``."""
+    """Per-campaign spend counter for the local day holding ``local``
+    (:class:`targeting.budget.SpendMirror` builds the same keys in bulk)."""
     return f"spend:{campaign_id}:{window_bucket('day', local)}"
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import difflib
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from .errors import TargetingError
@@ -218,8 +219,13 @@ class Taxonomy:
     def tag_index(self) -> dict[str, int]:
         return {t: i for i, t in enumerate(self.tags)}
 
-    def scene_index(self) -> dict[str, int]:
+    @cached_property
+    def _scene_index(self) -> dict[str, int]:
         return {s: i + 1 for i, s in enumerate(self.scenes)}
+
+    def scene_index(self) -> dict[str, int]:
+        """Scene id → domain index (0 = unknown). Do not mutate: it is shared."""
+        return self._scene_index
 
     @property
     def scene_domain(self) -> int:

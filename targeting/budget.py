@@ -1,0 +1,113 @@
+"""Daily budgets and even pacing from a local mirror of today's spend.
+
+Spend is per campaign, not per user, so every decision would otherwise ask the
+store for the same numbers. The mirror fetches the spend of every budgeted
+campaign in one query, at most every ``ttl`` seconds (and at once after this
+process records impressions), and turns it into a bitset of clauses that may
+not spend now. Overspend is bounded by ``ttl`` seconds of traffic from the
+other processes sharing the store.
+
+If the store is down, the last answer is used for ``max_stale`` seconds; after
+that budgeted campaigns are skipped (fail closed: overspending someone's
+money is worse than a lost impression) and decisions say ``degraded``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from . import bitset
+from .compiler import CampaignIndex
+from .matcher import Moment
+from .state import PACING_SLACK, window_bucket
+from .stores.base import StateQuery, StateStore, StoreUnavailable
+
+
+class SpendMirror:
+    def __init__(self, ttl: float = 1.0, max_stale: float = 10.0, clock: Callable[[], float] = time.monotonic):
+        self.ttl = ttl
+        self.max_stale = max_stale
+        self._clock = clock
+        self._lock = threading.Lock()
+        # (index version, day labels per zone) -> (fetched at, spend float64[len(index.budgeted)])
+        self._spend: dict[tuple[str, tuple[str, ...]], tuple[float, np.ndarray]] = {}
+        self._blocked: dict[tuple[object, ...], tuple[np.ndarray, dict[int, str]]] = {}
+
+    def invalidate(self) -> None:
+        """Forget the mirror."""
+        with self._lock:
+            self._spend.clear()
+            self._blocked.clear()
+
+    def add(self, index: CampaignIndex, campaign: int, day: str, cost: float) -> None:
+        """Spend this process just recorded (and wrote to the store): applied to the
+        mirror at once, so our own impressions never wait for a refresh."""
+        pos = int(np.searchsorted(index.budgeted, campaign))
+        if pos >= index.budgeted.size or index.budgeted[pos] != campaign:
+            return
+        zone = int(index.zone_of[campaign])
+        with self._lock:
+            for (version, days), (_, spend) in self._spend.items():
+                if version == index.version and days[zone] == day:
+                    spend[pos] += cost
+            self._blocked.clear()
+
+    def blocked(self, index: CampaignIndex, m: Moment, store: StateStore) -> tuple[np.ndarray, dict[int, str], bool]:
+        """(uint64[n_words] clauses that may not spend at ``m``, reason per campaign
+        position — ``budget``, ``pacing`` or ``store`` —, whether it failed closed)."""
+        if not index.budgeted.size:
+            return np.zeros(index.n_words, dtype=np.uint64), {}, False
+        days = tuple(window_bucket("day", t) for t in m.local)
+        key = (index.version, days)
+        now = self._clock()
+        with self._lock:
+            hit = self._spend.get(key)
+        if hit is None or now - hit[0] > self.ttl:
+            try:
+                spend = self._fetch(index, days, store)
+                hit = (now, spend)
+                with self._lock:
+                    if len(self._spend) > 64:
+                        self._spend.clear()
+                        self._blocked.clear()
+                    self._spend[key] = hit
+            except StoreUnavailable:
+                if hit is None or now - hit[0] > self.max_stale:
+                    reasons = {int(ci): "store" for ci in index.budgeted}
+                    return self._pack(index, index.budgeted), reasons, True
+                # within max_stale: keep deciding on the last known spend
+        minute = int(m.ts // 60)
+        bkey = (key, hit[0], minute)
+        with self._lock:
+            cached = self._blocked.get(bkey)
+        if cached is None:
+            cached = self._compute(index, m, hit[1])
+            with self._lock:
+                self._blocked[bkey] = cached
+        return cached[0], cached[1], False
+
+    def _fetch(self, index: CampaignIndex, days: tuple[str, ...], store: StateStore) -> np.ndarray:
+        zone_of = index.zone_of[index.budgeted].tolist()
+        keys = tuple(f"spend:{index.ids[ci]}:{days[z]}" for ci, z in zip(index.budgeted.tolist(), zone_of))
+        state = store.fetch([StateQuery("", (), (), keys)])[0]
+        return np.asarray(state.shared_counters, dtype=np.float64)
+
+    def _compute(self, index: CampaignIndex, m: Moment, spent: np.ndarray) -> tuple[np.ndarray, dict[int, str]]:
+        b = index.budgeted
+        budget = index.budget[b]
+        frac = np.asarray(m.day_fraction)[index.zone_of[b]]
+        over = spent >= budget
+        ahead = ~over & (spent >= budget * np.minimum(1.0, frac + PACING_SLACK))
+        reasons = {int(ci): "budget" for ci in b[over]}
+        reasons.update({int(ci): "pacing" for ci in b[ahead]})
+        return self._pack(index, b[over | ahead]), reasons
+
+    @staticmethod
+    def _pack(index: CampaignIndex, campaigns: np.ndarray) -> np.ndarray:
+        mask = np.zeros(index.n_campaigns, dtype=bool)
+        mask[campaigns] = True
+        return bitset.pack(mask[index.owner]) if index.n_clauses else np.zeros(index.n_words, dtype=np.uint64)
