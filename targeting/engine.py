@@ -42,7 +42,10 @@ class Engine:
     """Decide, reach, export and record state over one taxonomy and rule set.
 
     Build with :meth:`load` (paths) or the constructor (objects). ``clock``
-    returns epoch seconds and is the only source of "now".
+    returns epoch seconds and is the only source of "now". Spend for daily
+    budgets is mirrored locally and re-read every ``budget_refresh_s``; with the
+    store down, the last spend is trusted for ``budget_max_stale_s``, then
+    budgeted campaigns are skipped (see :mod:`targeting.budget`).
     """
 
     def __init__(
@@ -56,6 +59,8 @@ class Engine:
         audience: Any = None,
         rules_dir: str | Path | None = None,
         clock: Callable[[], float] = time.time,
+        budget_refresh_s: float = 1.0,
+        budget_max_stale_s: float = 10.0,
     ) -> None:
         self.taxonomy = taxonomy
         self.store: StateStore = store if store is not None else open_store(None)
@@ -65,7 +70,7 @@ class Engine:
         self.clock = clock
         self._snap = Snapshot(index, model or PriorModel())
         self._reload_lock = threading.Lock()
-        self._spend = SpendMirror()
+        self._spend = SpendMirror(ttl=budget_refresh_s, max_stale=budget_max_stale_s)
         self.stats: Tally[str] = Tally()
 
     # ------------------------------------------------------------ building
