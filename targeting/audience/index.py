@@ -10,8 +10,11 @@ Layout of one shard (a contiguous ``user_id`` range, the unit of parallel work):
   ``benchmarks/bench_reach.py``.)
 * ``tags``: one pyroaring ``BitMap`` of rows per tag (compressed: rare tags are array
   containers, common ones 8 KiB bitmap containers per 65536 rows).
-* ``di: float32[n]`` daily impressions in row order (unknown = the build's mean),
-  ``cell_di: float64[n_cells]`` their per-cell sums.
+* ``di``: daily impressions, rounded to whole impressions (unknown = the population's
+  mean), *bit-sliced*: ``di[k]`` is the BitMap of rows whose bit ``k`` is set, so the sum
+  over any selection X is ``Σ_k 2**k * |X ∩ di[k]|`` (a few cardinality counts, no
+  materialised rows; ~1 byte per user instead of 4 for a float32 column);
+  ``cell_di: float64[n_cells]`` the per-cell sums (for selections that are whole cells).
 * ``ids: S{w}[n]`` user ids in row order and ``sorter: int32[n]`` with
   ``ids[sorter]`` ascending (lookup by binary search; export by gather).
 
@@ -45,9 +48,10 @@ from .load import Columns, profile_files, read_profiles
 from .progress import Progress
 
 log = logging.getLogger("targeting.audience")
-FORMAT = 1
+FORMAT = 2
 SHARD_ROWS = 1 << 23
 N_GENDER = 3
+MAX_DAILY = (1 << 20) - 1  # daily impressions are capped here (20 bit-slices at most)
 CACHE_SIZE = 1024  # memoised specs and clauses (a dict cleared when full: no unbounded growth)
 
 
@@ -79,7 +83,7 @@ class Shard:
     offsets: np.ndarray
     cell_di: np.ndarray
     tags: list[BitMap]
-    di: np.ndarray
+    di: list[BitMap]
     ids: np.ndarray
     sorter: np.ndarray
     first_id: bytes
@@ -91,11 +95,8 @@ class Shard:
 
     def nbytes(self) -> dict[str, int]:
         """Bytes per part: the reach index (offsets, cell sums, tags, di) and the id columns."""
-        stats = [b.get_statistics() for b in self.tags]
-        tag_bytes = sum(st["n_bytes_array_containers"] + st["n_bytes_bitset_containers"]
-                        + st["n_bytes_run_containers"] + 8 * st["n_containers"] for st in stats)
-        return {"cells": self.offsets.nbytes + self.cell_di.nbytes, "tags": int(tag_bytes),
-                "daily_impressions": self.di.nbytes, "ids": self.ids.nbytes + self.sorter.nbytes}
+        return {"cells": self.offsets.nbytes + self.cell_di.nbytes, "tags": _roaring_bytes(self.tags),
+                "daily_impressions": _roaring_bytes(self.di), "ids": self.ids.nbytes + self.sorter.nbytes}
 
     def find(self, keys: np.ndarray) -> np.ndarray:
         """Rows of ``keys`` (``S`` array) in this shard, -1 where absent; same length as keys."""
@@ -123,9 +124,10 @@ class Shard:
         np.cumsum(counts, out=offsets[1:])
         inv = np.empty(n, dtype=np.int64)
         inv[order] = np.arange(n)
-        di = c.di[lo:hi][order]
-        di = np.where(np.isnan(di), np.float32(di_fill), di).astype(np.float32)
-        cell_di = np.bincount(code[order], weights=di.astype(np.float64), minlength=n_cells)
+        di_raw = c.di[lo:hi][order]
+        di_int = np.rint(np.where(np.isnan(di_raw), di_fill, di_raw)).clip(0, MAX_DAILY).astype(np.int64)
+        cell_di = np.bincount(code[order], weights=di_int.astype(np.float64), minlength=n_cells)
+        di = [bitmap_of(np.flatnonzero((di_int >> k) & 1)) for k in range(int(di_int.max(initial=0)).bit_length())]
         a, b = np.searchsorted(c.tag_rows, [lo, hi])  # tag pairs are grouped by row
         trows = inv[c.tag_rows[a:b] - lo]
         tcodes = c.tag_codes[a:b]
@@ -144,26 +146,30 @@ class Shard:
     # ------------------------------------------------------------ persistence
     def save(self, d: Path) -> dict[str, Any]:
         d.mkdir(parents=True)
-        for name in ("offsets", "cell_di", "di", "ids", "sorter"):
+        for name in ("offsets", "cell_di", "ids", "sorter"):
             np.save(d / f"{name}.npy", getattr(self, name))
-        blobs = [bm.serialize() for bm in self.tags]
-        with open(d / "tags.bin", "wb") as fh:
-            fh.writelines(blobs)
-        return {"n": self.n, "first_id": self.first_id.hex(), "last_id": self.last_id.hex(),
-                "tag_sizes": [len(b) for b in blobs]}
+        sizes = {}
+        for name, maps in (("tags", self.tags), ("di", self.di)):
+            blobs = [bm.serialize() for bm in maps]
+            with open(d / f"{name}.bin", "wb") as fh:
+                fh.writelines(blobs)
+            sizes[f"{name}_sizes"] = [len(b) for b in blobs]
+        return {"n": self.n, "first_id": self.first_id.hex(), "last_id": self.last_id.hex(), **sizes}
 
     @classmethod
     def open(cls, d: Path, meta: dict[str, Any]) -> Shard:
         # plain ndarray views of the maps: np.memmap's Python-level __getitem__ costs
         # microseconds per scalar read, which the lookup's binary search would pay 40 times
         arrays = {name: np.asarray(np.load(d / f"{name}.npy", mmap_mode="r"))
-                  for name in ("offsets", "cell_di", "di", "ids", "sorter")}
-        raw = (d / "tags.bin").read_bytes()
-        tags, pos = [], 0
-        for size in meta["tag_sizes"]:
-            tags.append(BitMap.deserialize(raw[pos: pos + size]))
-            pos += size
-        return cls(tags=tags, first_id=bytes.fromhex(meta["first_id"]),
+                  for name in ("offsets", "cell_di", "ids", "sorter")}
+        maps: dict[str, list[BitMap]] = {}
+        for name in ("tags", "di"):
+            raw = (d / f"{name}.bin").read_bytes()
+            maps[name], pos = [], 0
+            for size in meta[f"{name}_sizes"]:
+                maps[name].append(BitMap.deserialize(raw[pos: pos + size]))
+                pos += size
+        return cls(tags=maps["tags"], di=maps["di"], first_id=bytes.fromhex(meta["first_id"]),
                    last_id=bytes.fromhex(meta["last_id"]), **arrays)
 
 
@@ -476,6 +482,12 @@ class _Sorted:
 
     def __getitem__(self, i: int) -> bytes:
         return bytes(self.ids[int(self.sorter[i])])
+
+
+def _roaring_bytes(maps: Sequence[BitMap]) -> int:
+    stats = [b.get_statistics() for b in maps]
+    return int(sum(st["n_bytes_array_containers"] + st["n_bytes_bitset_containers"]
+                   + st["n_bytes_run_containers"] + 8 * st["n_containers"] for st in stats))
 
 
 def _mask(size: int, allowed: frozenset[int] | None) -> np.ndarray:

@@ -7,8 +7,8 @@ retargeting) the advertiser's events in the store. Time and scene constrain
 users (a user who would match in some scene at some time is counted), and time
 weights ``est_daily_impressions`` only.
 
-``est_daily_impressions`` = Σ ``daily_impressions`` of the matched users (unknown =
-the population's mean) × the share of a week's traffic that falls in the spec's
+``est_daily_impressions`` = Σ ``daily_impressions`` of the matched users (each rounded
+to a whole number of impressions; unknown = the population's mean) × the share of a week's traffic that falls in the spec's
 half-hour slots, by the hour-of-week curve :data:`TRAFFIC` (China mobile traffic,
 Asia/Shanghai local time: a night trough at 4-5h, a lunch bump, the daily peak at
 20-22h; weekends rise later and carry 10% more traffic per day).
@@ -123,8 +123,8 @@ class Evaluator:
             s = self.index.shards[k]
             if sel.bits is None:
                 total += float(s.cell_di[_cells_in(s.offsets, sel)].sum())
-            elif len(sel.bits):
-                total += float(np.asarray(s.di)[sel.rows()].sum(dtype=np.float64))
+            elif len(x := sel.bits):
+                total += float(sum(x.intersection_cardinality(bits) << bit for bit, bits in enumerate(s.di)))
         return total
 
     def est_daily_impressions(self, clauses: Sequence[Clause], sels: Sequence[Selection]) -> float:
