@@ -59,6 +59,7 @@ class Progress:
         self.done = 0
         self.start = time.perf_counter()
         self._last = 0.0
+        self._written = -1  # ``done`` at the last line written
 
     def update(self, n: int) -> None:
         self.done += n
@@ -68,7 +69,7 @@ class Progress:
             self._write(final=False)
 
     def close(self) -> None:
-        if self.enabled:
+        if self.enabled and (self.stream.isatty() or self._written != self.done):
             self._write(final=True)
 
     def _write(self, final: bool) -> None:
@@ -76,6 +77,7 @@ class Progress:
         of = f"/{self.total:,}" if self.total else ""
         pct = f" {100 * self.done / self.total:5.1f}%" if self.total else ""
         line = f"{self.label}: {self.done:,}{of} rows{pct}  {self.done / elapsed:,.0f} rows/s  {elapsed:.1f}s"
+        self._written = self.done
         tty = self.stream.isatty()
         if tty:
             self.stream.write("\r" + line + ("\n" if final else ""))
