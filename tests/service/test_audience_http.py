@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import TestClient, bearer
+from svc import TestClient, bearer
 
 from service.auth import KeyRing
 from targeting import Engine
@@ -24,7 +24,7 @@ SPEC = {"gender": "female", "age": [[20, 60]]}
 
 @pytest.fixture(scope="module")
 def profiles(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from conftest import REPO
+    from svc import REPO
 
     from targeting.taxonomy import Taxonomy
 

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import KEYS, TestClient, bearer
 from fakes import RecordingAudience, RecordingJobs
+from svc import KEYS, TestClient, bearer
 
 from service.auth import KeyRing
 from targeting import Engine, TargetingError

@@ -8,10 +8,10 @@ from typing import Any
 
 import orjson
 import pytest
-from conftest import TestClient
 from fakes import RecordingAudience
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from svc import TestClient
 
 from targeting import Engine
 from targeting.request import REQUEST_FIELDS

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import CAMPAIGNS, TestClient, bearer, write_rules
+from svc import CAMPAIGNS, TestClient, bearer, write_rules
 
 NEW = [{"id": "zed-new", "advertiser": "zed", "bid": {"cpm": 3}, "category": "food", "targeting": {}}]
 BAD = [

@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import TestClient
 from fakes import RecordingAudience, RecordingJobs
+from svc import TestClient
 
 from targeting import Engine
 from targeting.stores import StoreUnavailable

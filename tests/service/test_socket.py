@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
-from conftest import KEYS, REPO, write_rules
+from svc import KEYS, REPO, write_rules
 
 from service import Settings, create_app
 from targeting import Engine
