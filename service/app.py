@@ -5,13 +5,14 @@ the body (size-limited, JSON object), check the caller's role, call the engine,
 render with orjson. Validation lives in the engine, so the error paths here are
 the engine's paths (``requests[3].geo.city``).
 
-A single decide runs inline on the event loop when the store is in-process: the
-engine's budget is tens of microseconds, and a threadpool hop costs more than that
-(benchmarks/http: inline is ~1.3x the threadpool's throughput while decide costs
-under a millisecond; past ~2 ms per decide the threadpool wins on two cores, so
-``TARGETING_OFFLOAD=1`` / ``Settings(offload=True)`` moves it there). With a network
-store (Redis) decide waits on I/O and always goes to the threadpool, and so does
-every batch, so the loop keeps accepting requests.
+Engine calls run in the threadpool (plain ``def`` semantics) by default. Measured
+with benchmarks/http/run.py --ab (alternating servers, one worker, two cores):
+the threadpool served 1.3-1.5x the requests/s of an ``async`` handler calling
+the engine inline, at 200 and at 2,000 campaigns, because the event loop keeps
+parsing and writing while a decide runs. Inline costs less CPU per request
+(benchmarks/http/asgi.py: ~1.4x), so ``Settings(offload=False)`` /
+``TARGETING_OFFLOAD=0`` is there for one worker per core with a decide well
+under a millisecond. Batches always go to the threadpool.
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ from starlette.staticfiles import StaticFiles
 
 from targeting.engine import Engine
 from targeting.errors import NotFound, TargetingError, Unavailable
-from targeting.stores.memory import MemoryStore
 
 from . import errors, schemas
 from .auth import OPEN, KeyRing, Principal
@@ -52,8 +52,8 @@ HOT_ROUTES = frozenset({"/v1/decide", "/v1/decide/batch", "/v1/noop"})
 class Settings:
     """How the app serves an engine. ``auth=None`` runs open (the local demo).
 
-    ``offload``: run engine calls in the threadpool; ``None`` = only when the
-    store is not in-process. ``bench`` adds ``POST /v1/noop`` (benchmarks only).
+    ``offload``: run decide in the threadpool (default) or inline on the event
+    loop (``False``; see the module docstring). ``bench`` adds ``POST /v1/noop`` (benchmarks only).
     ``jobs``: an export-jobs object (default: ``targeting.audience.jobs.ExportJobs``
     over ``export_dir``, made on first use). ``privacy_secret``: the noise secret of the
     advertiser view, shared by all workers (default: one per process).
@@ -63,7 +63,7 @@ class Settings:
     auth: KeyRing | None = None
     max_body_bytes: int = 1 << 20
     bench: bool = False
-    offload: bool | None = None
+    offload: bool = True
     export_dir: Path = Path(os.environ.get("TARGETING_HOME", "var")) / "exports"
     static_dir: Path | None = STATIC_DIR
     jobs: Any = None
@@ -256,7 +256,7 @@ class _State:
         self.engine = engine
         self.settings = settings
         self.metrics = metrics
-        self.offload = (not isinstance(engine.store, MemoryStore)) if settings.offload is None else settings.offload
+        self.offload = settings.offload
         self._jobs = settings.jobs
 
     def principal(self, request: Request) -> Principal:

@@ -28,7 +28,7 @@ def from_env(env: Mapping[str, str] | None = None) -> FastAPI:
     settings = Settings(
         auth=KeyRing.load(auth) if auth else None,
         bench=env.get("TARGETING_BENCH", "") not in ("", "0", "false"),
-        offload={"1": True, "0": False}.get(env.get("TARGETING_OFFLOAD", ""), None),
+        offload=env.get("TARGETING_OFFLOAD", "1") not in ("0", "false"),
         privacy_secret=bytes.fromhex(env["TARGETING_PRIVACY_SECRET"]) if env.get("TARGETING_PRIVACY_SECRET") else None,
         close_engine=True,
     )
