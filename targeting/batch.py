@@ -130,7 +130,8 @@ class Tally:
 def score_batches(job: Job, batches: Iterator[tuple[int, pa.RecordBatch]], writer: pq.ParquetWriter,
                   progress: Progress | None = None) -> Tally:
     """Decide every ``(first_row, record batch)`` and write the decisions; returns the tally."""
-    from .batchmatch import decide_block, parse_requests
+    from .batchmatch import decide_block
+    from .batchrequests import parse_requests
 
     index = job.index
     n = index.n_campaigns

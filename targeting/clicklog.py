@@ -167,7 +167,7 @@ class GroundTruth:
             age: np.ndarray, scene: np.ndarray, tags: np.ndarray) -> np.ndarray:
         """float64[n]: P(click) of n (request, campaign) rows; ``tags`` int[n, T] padded with -1,
         ``gender``/``age``/``scene`` domain indices, ``category`` taxonomy category index."""
-        from .batchmatch import local_minutes
+        from .batchrequests import local_minutes
 
         lm = local_minutes(ts, TRUTH_ZONE)
         day, minute = np.divmod(lm, 1440)
@@ -329,7 +329,8 @@ def generate_log(out: str | Path, rows: int, *, engine: Any, seed: int = 0, days
     "ineligible_rows", "campaigns"}``.
     """
     from .batch import Progress
-    from .batchmatch import apply_store_checks, clocks, eligible_pairs, match_block, parse_requests
+    from .batchmatch import apply_store_checks, eligible_pairs, match_block
+    from .batchrequests import clocks, parse_requests
 
     if rows < 1:
         raise TargetingError("rows must be >= 1", path="rows")
@@ -401,6 +402,6 @@ def generate_log(out: str | Path, rows: int, *, engine: Any, seed: int = 0, days
 
 
 def _slice_clocks(clk: Any, s: int, e: int) -> Any:
-    from .batchmatch import Clocks
+    from .batchrequests import Clocks
 
     return Clocks(clk.slots[s:e], clk.days[s:e], clk.day_fraction[s:e])

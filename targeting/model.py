@@ -129,7 +129,7 @@ def age_band(age_domain: np.ndarray) -> np.ndarray:
 def _local_minutes(ts: np.ndarray) -> np.ndarray:
     if ts.size <= 4:  # decide: one request; avoid pandas' fixed cost
         return np.array([_local_minute(int(t // 60)) for t in ts.tolist()], dtype=np.int64)
-    from .batchmatch import local_minutes
+    from .batchrequests import local_minutes
 
     return local_minutes(ts, MODEL_ZONE)
 
@@ -481,7 +481,7 @@ def read_log(path: str | Path, tx: Taxonomy, categories: dict[str, str]) -> dict
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from .batchmatch import parse_requests
+    from .batchrequests import parse_requests
 
     p = Path(path)
     if not p.exists():

@@ -229,7 +229,7 @@ def test_dask_local_cluster_same_as_local(tx: Taxonomy, requests_file: Path, tmp
 
 def test_null_tag_lists_hide_their_values(tx: Taxonomy, tmp_path: Path) -> None:
     # Arrow lets a null list entry span values; they are not the request's tags
-    from targeting.batchmatch import parse_requests
+    from targeting.batchrequests import parse_requests
 
     tags = pa.ListArray.from_arrays(pa.array([0, 2, 3], pa.int32()), pa.array(["car_lover", "gamer", "student"]),
                                     mask=pa.array([True, False]))

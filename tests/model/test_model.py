@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from targeting.batchmatch import parse_requests
+from targeting.batchrequests import parse_requests
 from targeting.engine import Engine
 from targeting.errors import TargetingError
 from targeting.model import ClickModel, load_model, train
