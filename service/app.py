@@ -18,10 +18,9 @@ under a millisecond. Batches always go to the threadpool.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -55,7 +54,7 @@ class Settings:
     ``offload``: run decide in the threadpool (default) or inline on the event
     loop (``False``; see the module docstring). ``bench`` adds ``POST /v1/noop`` (benchmarks only).
     ``jobs``: an export-jobs object (default: ``targeting.audience.jobs.ExportJobs``
-    over ``export_dir``, made on first use). ``privacy_secret``: the noise secret of the
+    over ``export_dir`` (default: a temporary directory), made on first use). ``privacy_secret``: the noise secret of the
     advertiser view, shared by all workers (default: one per process).
     ``close_engine``: close the store on shutdown.
     """
@@ -64,13 +63,12 @@ class Settings:
     max_body_bytes: int = 1 << 20
     bench: bool = False
     offload: bool = True
-    export_dir: Path = Path(os.environ.get("TARGETING_HOME", "var")) / "exports"
+    export_dir: Path | None = None
     static_dir: Path | None = STATIC_DIR
     jobs: Any = None
     privacy_secret: bytes | None = None
     close_engine: bool = False
     title: str = "targeting"
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 def create_app(engine: Engine, settings: Settings | None = None) -> FastAPI:
@@ -292,7 +290,6 @@ class _State:
                 from targeting.audience.jobs import ExportJobs
             except ImportError as e:
                 raise Unavailable(f"audience exports are not available in this build ({e})") from None
-            self.settings.export_dir.mkdir(parents=True, exist_ok=True)
             self._jobs = ExportJobs(self.settings.export_dir)
         return self._jobs
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from pathlib import Path
 
 from fastapi import FastAPI
 
@@ -30,6 +31,7 @@ def from_env(env: Mapping[str, str] | None = None) -> FastAPI:
         bench=env.get("TARGETING_BENCH", "") not in ("", "0", "false"),
         offload=env.get("TARGETING_OFFLOAD", "1") not in ("0", "false"),
         privacy_secret=bytes.fromhex(env["TARGETING_PRIVACY_SECRET"]) if env.get("TARGETING_PRIVACY_SECRET") else None,
+        export_dir=Path(env.get("TARGETING_HOME", "var")) / "exports",
         close_engine=True,
     )
     return create_app(engine, settings)
