@@ -256,7 +256,7 @@ def _input_files(p: Path) -> list[Path]:
 
 def _summary(index: CampaignIndex, t: Tally) -> list[dict[str, Any]]:
     assert t.impressions is not None and t.clicks is not None and t.spend is not None
-    rows = []
+    rows: list[dict[str, Any]] = []
     for ci in np.flatnonzero(t.impressions).tolist():
         c = index.campaigns[ci]
         rows.append({

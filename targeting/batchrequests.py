@@ -55,7 +55,7 @@ class Requests:
     def __len__(self) -> int:
         return int(self.ts.size)
 
-    def take(self, sel: np.ndarray) -> Requests:
+    def take(self, sel: np.ndarray | slice) -> Requests:
         """The requests at positions (or mask) ``sel``, same layout."""
         return Requests(*(getattr(self, f)[sel] for f in _FIELDS))
 

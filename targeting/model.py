@@ -521,9 +521,9 @@ def read_log(path: str | Path, tx: Taxonomy, categories: dict[str, str]) -> dict
         cids = [c for c, k in zip(cids, known) if k]
     reqs, errors = parse_requests(table, tx, now=0.0)
     if errors:
-        e = errors[0]
-        raise TargetingError(f"{len(errors)} invalid rows in the click log; first: {e['error']['message']}",
-                             path=e["error"].get("path", "").replace("requests[", "log["), code="bad_log")
+        first = errors[0]["error"]
+        raise TargetingError(f"{len(errors)} invalid rows in the click log; first: {first['message']}",
+                             path=str(first.get("path", "")).replace("requests[", "log["), code="bad_log")
     campaign_ids = sorted(set(cids))
     pos = {c: i for i, c in enumerate(campaign_ids)}
     cat_pos = {c: i for i, c in enumerate(tx.categories)}
