@@ -296,8 +296,9 @@ def store_checks(
     rt_pairs = np.flatnonzero(meta.retargeting[uc])
     rt_adv = np.unique(ub[rt_pairs] * len(meta.advertisers) + meta.advertiser[uc[rt_pairs]])
     users = np.union1d(ub[capped], rt_adv // max(len(meta.advertisers), 1))
-    cap_bounds: np.ndarray = np.searchsorted(ub[capped], np.r_[users, len(reqs)])
-    adv_bounds: np.ndarray = np.searchsorted(rt_adv // max(len(meta.advertisers), 1), np.r_[users, len(reqs)])
+    ends = np.concatenate([users, [len(reqs)]])
+    cap_bounds: np.ndarray = np.searchsorted(ub[capped], ends)
+    adv_bounds: np.ndarray = np.searchsorted(rt_adv // max(len(meta.advertisers), 1), ends)
     adv_names = np.array(meta.advertisers, dtype=object)[rt_adv % max(len(meta.advertisers), 1)]
     uids = reqs.user_id[users].tolist()
     cb = [int(x) for x in cap_bounds]
