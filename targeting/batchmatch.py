@@ -121,8 +121,10 @@ def match_block(index: CampaignIndex, reqs: Requests, clk: Clocks | None) -> np.
 
 
 def match_range(index: CampaignIndex, tables: ClauseTables, reqs: Requests, clk: Clocks | None,
-                w0: int, w1: int) -> np.ndarray:
-    """uint64[B, w1 - w0]: words ``w0..w1`` of :func:`match_block` in ``tables``' clause order."""
+                w0: int, w1: int, days: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """uint64[B, w1 - w0]: words ``w0..w1`` of :func:`match_block` in ``tables``' clause order.
+
+    ``days``: ``np.unique(clk.days, axis=0, return_inverse=True)`` when the caller has it."""
     rows = tables.rows
     zero = rows.shape[0] - 1
     n_tags = len(index.tag_index)
@@ -157,7 +159,7 @@ def match_range(index: CampaignIndex, tables: ClauseTables, reqs: Requests, clk:
             neg |= np.bitwise_or.reduce(neg_rows[np.where(has_tag, index.none_base + tags, zero)], axis=1)
         words[:, nw - w0] &= ~neg
     if clk is not None:
-        uniq, inv = np.unique(clk.days, axis=0, return_inverse=True)
+        uniq, inv = days if days is not None else np.unique(clk.days, axis=0, return_inverse=True)
         lives = np.stack([tables.live(index, tuple(int(d) for d in u))[cols] for u in uniq])
         words &= lives[inv.reshape(-1)]
     return words
@@ -482,26 +484,33 @@ def _decide_pruned(
     pool_key = np.zeros(0, dtype=np.int64)
     pool_val = np.zeros(0)
     active = np.arange(n_req)
+    day_uniq, day_inv = np.unique(clk.days, axis=0, return_inverse=True)
+    day_inv = day_inv.reshape(-1)
     w, step = 0, 2
     while active.size and w < index.n_words and tables.ub_at[w] >= floor_cpm:
         w1 = min(index.n_words, w + step)
         sub = reqs.take(active)
         sub_clk = Clocks(clk.slots[active], clk.days[active], clk.day_fraction[active])
-        words = match_range(index, tables, sub, sub_clk, w, w1)
+        words = match_range(index, tables, sub, sub_clk, w, w1, (day_uniq, day_inv[active]))
         rb, bit = _bit_pairs(words)
         clause = tables.perm[w * 64 + bit]
         if store is not None and rb.size and index.needs_store[clause].any():
             ok, deg = store_checks(index, sub, rb, clause, store, sub_clk)
             degraded[active] |= deg
             rb, clause = rb[ok], clause[ok]
-        key = np.unique(rb * n + index.owner[clause])  # one pair per campaign, sorted by request
-        b_local, camp = key // n, key % n
+        camp = index.owner[clause].astype(np.int64)
+        # one pair per campaign: a campaign's clauses are adjacent in the tables' order
+        first = np.ones(rb.size, dtype=bool)
+        first[1:] = (rb[1:] != rb[:-1]) | (camp[1:] != camp[:-1])
+        b_local, camp = rb[first], camp[first]
         pctr = pair_pctr(model, index, tx, sub, b_local, camp)
         values = ecpm(index, camp, pctr)
         keep = values >= floor_cpm
         b = active[b_local[keep]]
         new_key = b * n + camp[keep]
-        fresh = ~np.isin(new_key, pool_key)  # a campaign's clauses may straddle two steps
+        at = np.minimum(np.searchsorted(pool_key, new_key), max(pool_key.size - 1, 0))
+        fresh = (pool_key[at] != new_key) if pool_key.size else np.ones(new_key.size, dtype=bool)
+        # (a campaign's clauses may straddle two steps: keep its first sighting)
         pool.append((b[fresh], camp[keep][fresh], pctr[keep][fresh]))
         order = np.argsort(np.concatenate([pool_key, new_key[fresh]]), kind="stable")
         pool_key = np.concatenate([pool_key, new_key[fresh]])[order]
