@@ -125,29 +125,30 @@ def match_range(index: CampaignIndex, tables: ClauseTables, reqs: Requests, clk:
     """uint64[B, w1 - w0]: words ``w0..w1`` of :func:`match_block` in ``tables``' clause order.
 
     ``days``: ``np.unique(clk.days, axis=0, return_inverse=True)`` when the caller has it."""
-    rows = tables.rows
-    zero = rows.shape[0] - 1
+    zero = tables.rows.shape[0] - 1
     n_tags = len(index.tag_index)
     cols = slice(w0, w1)
-    words = rows[index.geo_base + reqs.geo, cols]
-    words &= rows[index.gender_base + reqs.gender, cols]
-    words &= rows[index.age_base + reqs.age, cols]
-    words &= rows[index.scene_base + reqs.scene, cols]
+    # the few words of this range for every row: later gathers copy only these
+    rows = tables.rows if (w0, w1) == (0, index.n_words) else np.ascontiguousarray(tables.rows[:, cols])
+    words = rows[index.geo_base + reqs.geo]
+    words &= rows[index.gender_base + reqs.gender]
+    words &= rows[index.age_base + reqs.age]
+    words &= rows[index.scene_base + reqs.scene]
     if clk is not None:
-        t = rows[index.time_base[0] + clk.slots[:, 0], cols]
+        t = rows[index.time_base[0] + clk.slots[:, 0]]
         for z in range(1, len(index.zones)):
-            t |= rows[index.time_base[z] + clk.slots[:, z], cols]
+            t |= rows[index.time_base[z] + clk.slots[:, z]]
         words &= t
     tags = reqs.tags
     has_tag = tags >= 0
     for base in index.any_base:
-        ored = np.repeat(rows[base + n_tags, cols][None, :], len(reqs), axis=0)
+        ored = np.repeat(rows[base + n_tags][None, :], len(reqs), axis=0)
         if tags.shape[1]:
-            ored |= np.bitwise_or.reduce(rows[np.where(has_tag, base + tags, zero)][:, :, cols], axis=1)
+            ored |= np.bitwise_or.reduce(rows[np.where(has_tag, base + tags, zero)], axis=1)
         words &= ored
     nw = tables.neg_words[(tables.neg_words >= w0) & (tables.neg_words < w1)]
     if nw.size:
-        neg_rows = rows[:, nw]
+        neg_rows = tables.rows[:, nw]
         neg = np.zeros((len(reqs), nw.size), dtype=np.uint64)
         if index.all_tags_used.size:
             member = np.zeros((len(reqs), n_tags), dtype=bool)
