@@ -34,6 +34,7 @@ Model directory (versioned)
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import hashlib
 import itertools
@@ -209,17 +210,25 @@ class ClickModel:
 
     def predict(self, request: Request, campaigns: np.ndarray, index: CampaignIndex) -> np.ndarray:
         """float64[len(campaigns)]: P(click) of ``request`` for each campaign position."""
-        tags = sorted(self._tag_index[t] for t in (request.tags or ()) if t in self._tag_index)
-        feats = self.spec.user_features(
-            np.array([request.ts]), np.array([gender_index(request.gender)]),
-            np.array([UNKNOWN if request.age is None else request.age + 1]),
-            np.array([self._scene_index.get(request.scene, UNKNOWN) if request.scene else UNKNOWN]),
-            np.array([tags], dtype=np.int64).reshape(1, len(tags)),
-        )
+        u = np.zeros(self.W.shape[1])
+        for f in self._features_one(request):  # same order and arithmetic as _user_logits
+            u = u + self.W[f]
         campaigns = np.asarray(campaigns, dtype=np.int64)
-        user = self._user_logits(feats)
-        return self._score(user[np.zeros(campaigns.size, dtype=np.int64), index.category[campaigns]],
-                           index.category[campaigns], self.campaign_slots(index)[campaigns])
+        cat = index.category[campaigns]
+        return self._score(u[cat], cat, self.campaign_slots(index)[campaigns])
+
+    def _features_one(self, request: Request) -> list[int]:
+        """The row of :meth:`FeatureSpec.user_features` for one request, in plain Python (decide's path)."""
+        o = self.spec.offset
+        band = 0 if request.age is None else 1 + bisect.bisect_right(AGE_BAND_EDGES, request.age)
+        lm = _local_minute(int(request.ts // 60))
+        day, minute = divmod(lm, 1440)
+        scene = self._scene_index.get(request.scene, UNKNOWN) if request.scene else UNKNOWN
+        feats = [o["age_band"] + band, o["gender"] + gender_index(request.gender), o["hour"] + minute // 60,
+                 o["weekday"] + (day + 3) % 7, o["scene"] + scene]
+        feats.extend(sorted(self.spec.tag_offset + self._tag_index[t] for t in (request.tags or ())
+                            if t in self._tag_index))
+        return feats
 
     def predict_pairs(self, reqs: Any, req: np.ndarray, camp: np.ndarray, index: CampaignIndex) -> np.ndarray:
         """float64[P]: P(click) of pairs (``reqs`` position ``req[k]``, campaign ``camp[k]``)
