@@ -76,12 +76,35 @@ def bitmap(a: np.ndarray) -> BitMap:
     return BitMap(buf)
 
 
+def build(pop: Path, saved: Path, tx: Taxonomy, n_users: int, row: Callable[..., None]) -> tuple[AudienceIndex, object]:
+    t = time.perf_counter()
+    cols = read_profiles(pop, tx, progress=True)
+    t_read = time.perf_counter() - t
+    t = time.perf_counter()
+    index = AudienceIndex.build(cols, tx, progress=True)
+    t_build = time.perf_counter() - t
+    row("build: read + validate Parquet", f"{t_read:.1f} s")
+    row("build: index (sort into cells, tag bitmaps)", f"{t_build:.1f} s", f"{len(index.shards)} shards, 2 threads")
+    row("build: total", f"{t_read + t_build:.1f} s", "goal <= 120 s at 100M")
+    t = time.perf_counter()
+    index.save(saved)
+    row("save index", f"{time.perf_counter() - t:.1f} s")
+    del index
+    gc.collect()
+    t = time.perf_counter()
+    index = AudienceIndex.open(saved, tx)
+    row("reopen saved index (mmap + bitmaps)", f"{time.perf_counter() - t:.2f} s", "what a serve restart pays")
+    return index, cols
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--users", type=int, default=10_000_000)
     ap.add_argument("--repeat", type=int, default=20)
     ap.add_argument("--data", default="/tmp/targeting-bench")
     ap.add_argument("--skip-baselines", action="store_true", help="index only (for memory-tight runs)")
+    ap.add_argument("--reuse-index", action="store_true",
+                    help="open the index saved by an earlier run instead of building it")
     args = ap.parse_args()
     n_users, repeat = args.users, args.repeat
     tx = Taxonomy.load(Path(__file__).resolve().parents[1] / "rules" / "taxonomy")
@@ -99,24 +122,16 @@ def main() -> None:
         generate_population(pop, n_users, taxonomy=tx, seed=0, progress=True)
         row("generate population", f"{time.perf_counter() - t:.1f} s", f"{n_users / (time.perf_counter() - t) / 1e6:.2f} M users/s")
 
-    # ---------------------------------------------------------------- build
-    t = time.perf_counter()
-    cols = read_profiles(pop, tx, progress=True)
-    t_read = time.perf_counter() - t
-    t = time.perf_counter()
-    index = AudienceIndex.build(cols, tx, progress=True)
-    t_build = time.perf_counter() - t
-    row("build: read + validate Parquet", f"{t_read:.1f} s")
-    row("build: index (sort into cells, tag bitmaps)", f"{t_build:.1f} s", f"{len(index.shards)} shards, 2 threads")
-    row("build: total", f"{t_read + t_build:.1f} s", "goal <= 120 s at 100M")
-    t = time.perf_counter()
-    saved = index.save(data / f"index-{n_users}")
-    row("save index", f"{time.perf_counter() - t:.1f} s")
-    del index
-    gc.collect()
-    t = time.perf_counter()
-    index = AudienceIndex.open(saved, tx)
-    row("reopen saved index (mmap + bitmaps)", f"{time.perf_counter() - t:.2f} s", "what a serve restart pays")
+    saved = data / f"index-{n_users}"
+    cols = None
+    if args.reuse_index and (saved / "manifest.json").exists():
+        t = time.perf_counter()
+        index = AudienceIndex.open(saved, tx)
+        row("reopen saved index (mmap + bitmaps)", f"{time.perf_counter() - t:.2f} s", "reused; no build")
+        if not args.skip_baselines:  # the baselines need the columns
+            cols = read_profiles(pop, tx, progress=True)
+    else:
+        index, cols = build(pop, saved, tx, n_users, row)
     nb = index.nbytes()
     reach_bytes = nb["cells"] + nb["tags"] + nb["daily_impressions"]
     row("index bytes/user (reach: cells+tags+impr.)", f"{reach_bytes / n_users:.2f}",
@@ -170,7 +185,7 @@ def main() -> None:
     (data / "export.csv").unlink(missing_ok=True)
 
     # ------------------------------------------------------------ baselines
-    if not args.skip_baselines:
+    if not args.skip_baselines and cols is not None:
         baselines(cols, tx, pop, users, repeat, t_reach, index, row, n_users)
     del cols
 

@@ -8,7 +8,9 @@ users (a user who would match in some scene at some time is counted), and time
 weights ``est_daily_impressions`` only.
 
 ``est_daily_impressions`` = Σ ``daily_impressions`` of the matched users (each rounded
-to a whole number of impressions; unknown = the population's mean) × the share of a week's traffic that falls in the spec's
+to a whole number of impressions; unknown = the population's mean; above
+:data:`EXACT_ROWS` matched rows in a shard that shard's sum is estimated from a fixed
+1/8 sample of its rows) × the share of a week's traffic that falls in the spec's
 half-hour slots, by the hour-of-week curve :data:`TRAFFIC` (China mobile traffic,
 Asia/Shanghai local time: a night trough at 4-5h, a lunch bump, the daily peak at
 20-22h; weekends rise later and carry 10% more traffic per day).
@@ -30,6 +32,7 @@ from ..taxonomy import AGE_DOMAIN, GENDERS, SLOTS
 from .index import N_GENDER, AudienceIndex, Selection, bitmap_of
 
 DAY = 86400.0
+EXACT_ROWS = 50_000  # per shard: above this, est_daily_impressions is computed from a 1/8 sample
 _WEEKDAY = [3.0, 1.8, 1.1, 0.8, 0.7, 0.9, 1.8, 3.4, 4.6, 4.9, 5.0, 5.3,
             6.0, 5.4, 4.9, 4.9, 5.0, 5.2, 5.4, 6.0, 6.8, 7.2, 6.3, 4.6]
 _WEEKEND = [3.6, 2.4, 1.5, 1.0, 0.8, 0.8, 1.2, 2.2, 3.4, 4.5, 5.2, 5.6,
@@ -118,13 +121,25 @@ class Evaluator:
 
     # ------------------------------------------------------------ measures
     def daily_impressions(self, sels: Sequence[Selection]) -> float:
+        """Σ daily impressions over the selections: exact for whole cells and for up to
+        :data:`EXACT_ROWS` rows per shard; above that, from the shard's fixed 1/8 sample
+        of rows, scaled up (relative error ~ 1/sqrt(rows/8): about 1% at 50k rows)."""
         total = 0.0
         for k, sel in enumerate(sels):
             s = self.index.shards[k]
             if sel.bits is None:
                 total += float(s.cell_di[_cells_in(s.offsets, sel)].sum())
-            elif len(x := sel.bits):
-                total += float(sum(x.intersection_cardinality(bits) << bit for bit, bits in enumerate(s.di)))
+                continue
+            x = sel.bits
+            n = len(x)
+            if n == 0:
+                continue
+            scale = 1.0
+            if n > EXACT_ROWS:
+                xs = x & s.sample
+                if len(xs):
+                    scale, x = n / len(xs), xs
+            total += scale * float(sum(x.intersection_cardinality(bits) << bit for bit, bits in enumerate(s.di)))
         return total
 
     def est_daily_impressions(self, clauses: Sequence[Clause], sels: Sequence[Selection]) -> float:

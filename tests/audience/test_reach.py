@@ -224,3 +224,16 @@ def test_impressions_of_clauses_with_different_time_slots(index, rows, tx):
     got = index.reach(spec)
     assert got["est_daily_impressions"] == pytest.approx(want, abs=0.2)
     assert got["users"] == len(reference(spec, rows, tx))
+
+
+def test_impressions_of_large_selections_come_from_the_sample(index, tx, monkeypatch):
+    """Above EXACT_ROWS rows per shard the sum is estimated from a 1/8 row sample."""
+    from targeting.audience import reach as reach_mod
+
+    spec = parse_spec({"tags": {"any": ["online_shopper", "deal_seeker"]}}, tx)
+    exact = index.reach(spec)["est_daily_impressions"]
+    monkeypatch.setattr(reach_mod, "EXACT_ROWS", 10)
+    sampled = index.reach(spec)["est_daily_impressions"]
+    assert sampled != exact
+    assert sampled == pytest.approx(exact, rel=0.15)  # ~2000 matched users, ~250 sampled
+    assert all(abs(len(s.sample) * 8 - s.n) < 8 for s in index.shards)
