@@ -5,14 +5,14 @@ the body (size-limited, JSON object), check the caller's role, call the engine,
 render with orjson. Validation lives in the engine, so the error paths here are
 the engine's paths (``requests[3].geo.city``).
 
-Engine calls run in the threadpool (plain ``def`` semantics) by default. Measured
-with benchmarks/http/run.py --ab (alternating servers, one worker, two cores):
-the threadpool served 1.3-1.5x the requests/s of an ``async`` handler calling
-the engine inline, at 200 and at 2,000 campaigns, because the event loop keeps
-parsing and writing while a decide runs. Inline costs less CPU per request
-(benchmarks/http/asgi.py: ~1.4x), so ``Settings(offload=False)`` /
-``TARGETING_OFFLOAD=0`` is there for one worker per core with a decide well
-under a millisecond. Batches always go to the threadpool.
+A single decide runs inline in an ``async`` handler when the store is in-process,
+and in the threadpool (plain ``def`` semantics) when it is a network store that
+waits on I/O (Redis). Measured (benchmarks/http, one worker, 2,000 campaigns):
+inline costs 1.5-1.8x less CPU per request (asgi.py) and served 1.09x the
+requests/s of the threadpool over HTTP (run.py --ab 3, median of alternating
+servers), with the lower p99. While decide still cost ~3 ms, the threadpool won
+(1.25x): a long call holds the loop. ``Settings(offload=...)`` /
+``TARGETING_OFFLOAD=0|1`` overrides the choice. Batches always go to the threadpool.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from starlette.staticfiles import StaticFiles
 
 from targeting.engine import Engine
 from targeting.errors import NotFound, TargetingError, Unavailable
+from targeting.stores.memory import MemoryStore
 
 from . import errors, schemas
 from .auth import OPEN, KeyRing, Principal
@@ -51,8 +52,9 @@ HOT_ROUTES = frozenset({"/v1/decide", "/v1/decide/batch", "/v1/noop"})
 class Settings:
     """How the app serves an engine. ``auth=None`` runs open (the local demo).
 
-    ``offload``: run decide in the threadpool (default) or inline on the event
-    loop (``False``; see the module docstring). ``bench`` adds ``POST /v1/noop`` (benchmarks only).
+    ``offload``: run decide in the threadpool (``True``) or inline on the event
+    loop (``False``); ``None`` = inline only for an in-process store (module
+    docstring). ``bench`` adds ``POST /v1/noop`` (benchmarks only).
     ``jobs``: an export-jobs object (default: ``targeting.audience.jobs.ExportJobs``
     over ``export_dir`` (default: a temporary directory), made on first use). ``privacy_secret``: the noise secret of the
     advertiser view, shared by all workers (default: one per process).
@@ -62,7 +64,7 @@ class Settings:
     auth: KeyRing | None = None
     max_body_bytes: int = 1 << 20
     bench: bool = False
-    offload: bool = True
+    offload: bool | None = None
     export_dir: Path | None = None
     static_dir: Path | None = STATIC_DIR
     jobs: Any = None
@@ -254,7 +256,7 @@ class _State:
         self.engine = engine
         self.settings = settings
         self.metrics = metrics
-        self.offload = settings.offload
+        self.offload = (not isinstance(engine.store, MemoryStore)) if settings.offload is None else settings.offload
         self._jobs = settings.jobs
 
     def principal(self, request: Request) -> Principal:

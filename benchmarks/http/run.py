@@ -6,8 +6,8 @@ Starts `targeting serve` (1 worker, TARGETING_BENCH=1 for the no-op route) on a
 free loopback port over freshly generated campaigns, then runs locust headless:
 
   noop          POST /v1/noop: same bodies, same parsing and auth, no engine (baseline)
-  decide        POST /v1/decide, the engine call in the threadpool (the default)
-  decide-inline POST /v1/decide, the engine called inline on the event loop (TARGETING_OFFLOAD=0)
+  decide        POST /v1/decide, the engine called inline on the event loop (the default)
+  decide-pool   POST /v1/decide, the engine call in the threadpool (TARGETING_OFFLOAD=1)
   batch         POST /v1/decide/batch, 100 requests per call
   decide@1500   POST /v1/decide at a constant 1,500 requests/s
 
@@ -185,7 +185,7 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--rate", type=float, default=1500.0, help="fixed rate for the latency run")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--skip-inline", action="store_true", help="skip the inline (async) decide variant")
+    ap.add_argument("--skip-pool", action="store_true", help="skip the threadpool decide variant")
     ap.add_argument("--ab", type=int, default=0, metavar="ROUNDS",
                     help="only compare decide inline vs threadpool, alternating ROUNDS times")
     a = ap.parse_args()
@@ -202,7 +202,7 @@ def main() -> int:
         rows: dict[str, dict[str, float]] = {}
         if a.ab:
             return ab(rules, a)
-        srv = Server(rules, offload=True)
+        srv = Server(rules, offload=False)
         try:
             for name, target, users, rate in (
                 ("noop", "noop", a.users, 0.0),
@@ -214,11 +214,11 @@ def main() -> int:
                 print(f"  {name:<12} done: {rows[name]['rps']:.0f} rps", flush=True)
         finally:
             srv.stop()
-        if not a.skip_inline:
-            srv = Server(rules, offload=False)
+        if not a.skip_pool:
+            srv = Server(rules, offload=True)
             try:
-                rows["decide-inline"] = locust(srv.url, "decide", a.seconds, a.users)
-                print(f"  {'decide-inline':<12} done: {rows['decide-inline']['rps']:.0f} rps", flush=True)
+                rows["decide-pool"] = locust(srv.url, "decide", a.seconds, a.users)
+                print(f"  {'decide-pool':<12} done: {rows['decide-pool']['rps']:.0f} rps", flush=True)
             finally:
                 srv.stop()
 
@@ -243,8 +243,8 @@ def main() -> int:
     print(
         f"batch decisions/s            {dps:8.0f}  goal >= 20000 {'PASS' if dps >= 20000 else 'FAIL'}"
     )
-    if "decide-inline" in rows:
-        print(f"decide threadpool / inline   {rows['decide']['rps'] / rows['decide-inline']['rps']:6.2f}x")
+    if "decide-pool" in rows:
+        print(f"decide inline / threadpool   {rows['decide']['rps'] / rows['decide-pool']['rps']:6.2f}x")
     return 0
 
 
