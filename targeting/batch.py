@@ -279,7 +279,7 @@ def _score_dask(job: Job, files: list[Path], out: Path, scheduler: Any, bar: Pro
         for old in out.glob("part-*.parquet"):
             old.unlink()
         parts = _partitions(files, batch_rows)
-        shipped = Job(job.taxonomy, job.index, job.model, _portable_store(job), job.profiles,
+        shipped = Job(job.taxonomy, job.index, job.model, _portable_store(job), _portable_profiles(job),
                       job.now, job.limit, job.floor_cpm)
         # distributed's own serialization walks the nested campaign objects slowly (tens of
         # seconds at 10k campaigns); plain pickle bytes go through in a blink
@@ -366,6 +366,47 @@ def _portable_store(job: Job) -> StateStore | None:
         f"the state store ({type(store).__name__}) cannot be sent to Dask workers; "
         "use a redis:// store or score without --scheduler", path="store", code="unavailable",
     )
+
+
+def _portable_profiles(job: Job) -> Any:
+    """Profiles as workers can use them: a saved audience index is re-opened (memory-mapped)
+    from its directory on each worker; other profile objects must pickle."""
+    prof = job.profiles
+    if prof is None:
+        return None
+    directory = getattr(prof, "directory", None)
+    if directory is not None:
+        return _ReopenProfiles(str(directory), job.taxonomy)
+    try:
+        pickle.dumps(prof)
+    except (TypeError, pickle.PicklingError, AttributeError):
+        raise TargetingError(
+            f"the loaded profiles ({type(prof).__name__}) cannot be sent to Dask workers; "
+            "use a saved audience index directory or score without --scheduler", path="profiles",
+            code="unavailable") from None
+    return prof
+
+
+class _ReopenProfiles:
+    """An audience index opened lazily from its saved directory on the worker that uses it."""
+
+    def __init__(self, directory: str, taxonomy: Taxonomy) -> None:
+        self.directory = directory
+        self.taxonomy = taxonomy
+        self._index: Any = None
+
+    def lookup(self, user_id: str) -> Any:
+        if self._index is None:
+            from .audience import AudienceIndex
+
+            self._index = AudienceIndex.load(self.directory, self.taxonomy)
+        return self._index.lookup(user_id)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"directory": self.directory, "taxonomy": self.taxonomy}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.directory, self.taxonomy, self._index = state["directory"], state["taxonomy"], None
 
 
 def _memory_snapshot(store: Any) -> Any:

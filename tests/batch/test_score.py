@@ -207,8 +207,17 @@ def test_directory_input_and_progress_on_stderr(tx: Taxonomy, requests_file: Pat
 
 def test_dask_local_cluster_same_as_local(tx: Taxonomy, requests_file: Path, tmp_path: Path) -> None:
     distributed = pytest.importorskip("distributed")
-    engine = make_engine(tx, seed=8)
     rows = pq.read_table(requests_file).to_pylist()
+    users = sorted({r["user_id"] for r in rows})
+    profiles = Profiles(pa.table({  # fills the requests' unknown attributes, on the workers too
+        "user_id": users,
+        "province": pa.array([440000] * len(users), pa.int32()),
+        "city": pa.array([440300] * len(users), pa.int32()),
+        "gender": ["female"] * len(users),
+        "age": pa.array([33] * len(users), pa.int16()),
+        "tags": [["investor", "traveler"]] * len(users),
+    }))
+    engine = make_engine(tx, seed=8, profiles=profiles)
     warm_store(engine, sorted({r["user_id"] for r in rows}))
     local = score(engine, requests_file, tmp_path / "local.parquet", summary=True, progress=False)
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
@@ -218,6 +227,7 @@ def test_dask_local_cluster_same_as_local(tx: Taxonomy, requests_file: Path, tmp
     assert remote["partitions"] == 4
     assert len(list((tmp_path / "parts").glob("part-*.parquet"))) == 4
     assert _decisions(tmp_path / "parts") == _decisions(tmp_path / "local.parquet")
+    assert _decisions(tmp_path / "local.parquet") == _expected(engine, rows)
     # same campaigns and impressions; sums of floats may differ in the last digit (summation order)
     by_id = lambda rows: sorted(rows, key=lambda r: r["campaign_id"])
     assert [(s["campaign_id"], s["impressions"]) for s in by_id(remote["summary"])] == \
