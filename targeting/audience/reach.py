@@ -28,6 +28,7 @@ from pyroaring import BitMap
 
 from ..errors import TargetingError, Unavailable
 from ..spec import Clause, Rule, Spec, parse_spec
+from ..stores import StoreUnavailable
 from ..taxonomy import AGE_DOMAIN, GENDERS, SLOTS
 from .index import N_GENDER, AudienceIndex, Selection, bitmap_of
 
@@ -88,7 +89,11 @@ class Evaluator:
             raise Unavailable("the state store cannot list users by event, so retargeting audiences "
                               "cannot be counted with it", path="targeting.retargeting")
         for event, days in missing:
-            users = fetch(self.advertiser, {event}, self.now - days * DAY)
+            try:
+                users = fetch(self.advertiser, {event}, self.now - days * DAY)
+            except StoreUnavailable as e:
+                raise Unavailable(f"state store unavailable, retargeting audiences cannot be counted: {e}",
+                                  path="targeting.retargeting") from e
             rows = self.index.locate(sorted(users))
             self.rt[(event, days)] = [bitmap_of(r) for r in rows]
 

@@ -237,3 +237,15 @@ def test_impressions_of_large_selections_come_from_the_sample(index, tx, monkeyp
     assert sampled != exact
     assert sampled == pytest.approx(exact, rel=0.15)  # ~2000 matched users, ~250 sampled
     assert all(abs(len(s.sample) * 8 - s.n) < 8 for s in index.shards)
+
+
+def test_a_store_outage_is_unavailable_not_a_crash(index, tx):
+    from targeting.stores import StoreUnavailable
+
+    class Down:
+        def users_with_events(self, advertiser, events, since):
+            raise StoreUnavailable("timeout")
+
+    spec = parse_spec({"retargeting": {"any": [{"event": "visit", "within_days": 7}]}}, tx, advertiser="acme")
+    with pytest.raises(Unavailable, match="timeout"):
+        index.reach(spec, advertiser="acme", store=Down(), now=NOW)
