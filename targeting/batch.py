@@ -136,7 +136,7 @@ def score_batches(job: Job, batches: Iterator[tuple[int, pa.RecordBatch]], write
     index = job.index
     n = index.n_campaigns
     t = Tally(errors=[], impressions=np.zeros(n, dtype=np.int64), clicks=np.zeros(n), spend=np.zeros(n))
-    ids = np.array(index.ids, dtype=object)
+    ids = pa.array(index.ids, pa.string())
     for first, batch in batches:
         reqs, errors = parse_requests(batch, job.taxonomy, now=job.now, profiles=job.profiles, first_row=first)
         t.requests += batch.num_rows
@@ -151,9 +151,9 @@ def score_batches(job: Job, batches: Iterator[tuple[int, pa.RecordBatch]], write
             t.decisions += ranked.req.size
             t.no_decision += len(reqs) - int(np.unique(ranked.req).size)
             writer.write_table(pa.table({
-                "request_id": pa.array(reqs.request_id[ranked.req].tolist(), pa.string()),
+                "request_id": _request_ids(batch, reqs.row[ranked.req] - first),
                 "rank": pa.array(ranked.rank, pa.int16()),
-                "campaign_id": pa.array(ids[ranked.camp].tolist(), pa.string()),
+                "campaign_id": ids.take(pa.array(ranked.camp)),
                 "ecpm": pa.array(ranked.ecpm, pa.float64()),
                 "pctr": pa.array(ranked.pctr, pa.float64()),
             }, schema=OUTPUT_SCHEMA))
@@ -167,6 +167,14 @@ def score_batches(job: Job, batches: Iterator[tuple[int, pa.RecordBatch]], write
         if progress is not None:
             progress.update(batch.num_rows)
     return t
+
+
+def _request_ids(batch: pa.RecordBatch, rows: np.ndarray) -> pa.Array:
+    """string[len(rows)]: the input's ``request_id`` of each output row (null when absent)."""
+    if "request_id" not in batch.schema.names:
+        return pa.nulls(rows.size, pa.string())
+    col = batch.column(batch.schema.get_field_index("request_id")).take(pa.array(rows))
+    return col if pa.types.is_string(col.type) else col.cast(pa.string())
 
 
 def _batches(path: Path, part: tuple[int, int, int] | None, first_row: int,
