@@ -8,11 +8,12 @@ the engine's paths (``requests[3].geo.city``).
 A single decide runs inline in an ``async`` handler when the store is in-process,
 and in the threadpool (plain ``def`` semantics) when it is a network store that
 waits on I/O (Redis). Measured (benchmarks/http, one worker, 2,000 campaigns):
-inline costs 1.5-1.8x less CPU per request (asgi.py) and served 1.09x the
-requests/s of the threadpool over HTTP (run.py --ab 3, median of alternating
-servers), with the lower p99. While decide still cost ~3 ms, the threadpool won
-(1.25x): a long call holds the loop. ``Settings(offload=...)`` /
-``TARGETING_OFFLOAD=0|1`` overrides the choice. Batches always go to the threadpool.
+inline costs 1.5-1.8x less CPU per request (asgi.py) and had the lower p99 in
+7 of 8 alternating rounds (run.py --ab); throughput over HTTP was a draw on the
+shared two-core test machine (inline/threadpool 1.09x in one run, 0.83x in the
+next, where two runnable threads also win a bigger share of a contended CPU).
+``Settings(offload=...)`` / ``TARGETING_OFFLOAD=0|1`` overrides the choice.
+Batches always go to the threadpool: tens of milliseconds must not hold the loop.
 """
 
 from __future__ import annotations
