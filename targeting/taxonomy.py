@@ -148,7 +148,7 @@ class Taxonomy:
         if isinstance(value, bool) or not isinstance(value, (int, str)):
             raise TargetingError(f"a place must be an adcode or a name, not {value!r}", path=path)
         key = str(value).strip().lower()
-        if isinstance(value, int) or key.isdigit():
+        if isinstance(value, int) or key.isdecimal():  # int() accepts exactly the decimals, not "²"
             code = int(key)
             if code in self.places:
                 return code
