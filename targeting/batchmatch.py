@@ -113,6 +113,20 @@ def clause_tables(index: CampaignIndex, bound: np.ndarray | None = None, key: An
     return tables
 
 
+def _day_groups(days: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(int32[G, Z] distinct rows of ``days``, int64[B] group of each row), like
+    ``np.unique(days, axis=0, return_inverse=True)`` but on one int64 code per row:
+    one instant's local dates in any two zones lie within two days of each other."""
+    z = days.shape[1]
+    if z > 12:  # the code would overflow int64
+        uniq, inv = np.unique(days, axis=0, return_inverse=True)
+        return uniq, inv.reshape(-1)
+    delta = days.astype(np.int64) - days[:, :1] + 2  # each 0..4
+    code = days[:, 0].astype(np.int64) * 5 ** z + (delta * 5 ** np.arange(z)).sum(axis=1)
+    _, first, inv = np.unique(code, return_index=True, return_inverse=True)
+    return days[first], inv.reshape(-1)
+
+
 def match_block(index: CampaignIndex, reqs: Requests, clk: Clocks | None) -> np.ndarray:
     """uint64[B, index.n_words]: the clauses :func:`targeting.matcher.match` accepts, per request.
 
@@ -160,7 +174,7 @@ def match_range(index: CampaignIndex, tables: ClauseTables, reqs: Requests, clk:
             neg |= np.bitwise_or.reduce(neg_rows[np.where(has_tag, index.none_base + tags, zero)], axis=1)
         words[:, nw - w0] &= ~neg
     if clk is not None:
-        uniq, inv = days if days is not None else np.unique(clk.days, axis=0, return_inverse=True)
+        uniq, inv = days if days is not None else _day_groups(clk.days)
         lives = np.stack([tables.live(index, tuple(int(d) for d in u))[cols] for u in uniq])
         words &= lives[inv.reshape(-1)]
     return words
@@ -445,7 +459,7 @@ def ecpm_bound(index: CampaignIndex, model: ClickModel) -> np.ndarray:
 
 def decide_block(
     index: CampaignIndex, tx: Taxonomy, model: ClickModel, store: StateStore | None, reqs: Requests,
-    *, limit: int = DEFAULT_LIMIT, floor_cpm: float = 0.0, block: int = 1024,
+    *, limit: int = DEFAULT_LIMIT, floor_cpm: float = 0.0, block: int = 2048,
 ) -> tuple[Ranked, np.ndarray]:
     """Decide every request of ``reqs``: (decisions, bool[B] degraded).
 
@@ -485,8 +499,7 @@ def _decide_pruned(
     pool_key = np.zeros(0, dtype=np.int64)
     pool_val = np.zeros(0)
     active = np.arange(n_req)
-    day_uniq, day_inv = np.unique(clk.days, axis=0, return_inverse=True)
-    day_inv = day_inv.reshape(-1)
+    day_uniq, day_inv = _day_groups(clk.days)
     w, step = 0, 2
     while active.size and w < index.n_words and tables.ub_at[w] >= floor_cpm:
         w1 = min(index.n_words, w + step)
