@@ -8,11 +8,10 @@ the engine's paths (``requests[3].geo.city``).
 A single decide runs inline in an ``async`` handler when the store is in-process,
 and in the threadpool (plain ``def`` semantics) when it is a network store that
 waits on I/O (Redis). Measured (benchmarks/http, one worker, 2,000 campaigns):
-inline costs 1.5-1.8x less CPU per request (asgi.py) and had the lower p99 in
-7 of 8 alternating rounds (run.py --ab); throughput over HTTP was a draw on the
-shared two-core test machine (inline/threadpool 1.09x in one run, 0.83x in the
-next, where two runnable threads also win a bigger share of a contended CPU).
-``Settings(offload=...)`` / ``TARGETING_OFFLOAD=0|1`` overrides the choice.
+inline costs 1.5-1.8x less CPU per request (asgi.py); over HTTP, on a shared
+two-core machine, alternating A/B runs (run.py --ab) gave inline/threadpool
+1.24x, 1.09x and 0.83x in throughput, and inline had the lower p99 in 9 of 11
+rounds. ``Settings(offload=...)`` / ``TARGETING_OFFLOAD=0|1`` overrides the choice.
 Batches always go to the threadpool: tens of milliseconds must not hold the loop.
 """
 
