@@ -10,7 +10,7 @@ and in the threadpool (plain ``def`` semantics) when it is a network store that
 waits on I/O (Redis). Measured (benchmarks/http, one worker, 2,000 campaigns):
 inline costs 1.5-1.8x less CPU per request (asgi.py); over HTTP, on a shared
 two-core machine, alternating A/B runs (run.py --ab) gave inline/threadpool
-1.24x, 1.09x and 0.83x in throughput, and inline had the lower p99 in 9 of 11
+1.24x, 1.09x and 0.83x in throughput, and inline had the lower p99 in 10 of 11
 rounds. ``Settings(offload=...)`` / ``TARGETING_OFFLOAD=0|1`` overrides the choice.
 Batches always go to the threadpool: tens of milliseconds must not hold the loop.
 """
