@@ -17,6 +17,7 @@ Batches always go to the threadpool: tens of milliseconds must not hold the loop
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -39,6 +40,7 @@ from . import errors, schemas
 from .auth import OPEN, KeyRing, Principal
 from .errors import JSONResponse, read_json
 from .metrics import Metrics, MetricsMiddleware
+from .workers import ReloadSignal
 
 log = logging.getLogger("targeting.service")
 T = TypeVar("T")
@@ -58,6 +60,8 @@ class Settings:
     ``jobs``: an export-jobs object (default: ``targeting.audience.jobs.ExportJobs``
     over ``export_dir`` (default: a temporary directory), made on first use). ``privacy_secret``: the noise secret of the
     advertiser view, shared by all workers (default: one per process).
+    ``reload_signal``: a file the workers of one server share so that a reload
+    reaches all of them (service/workers.py).
     ``close_engine``: close the store on shutdown.
     """
 
@@ -69,6 +73,7 @@ class Settings:
     static_dir: Path | None = STATIC_DIR
     jobs: Any = None
     privacy_secret: bytes | None = None
+    reload_signal: Path | None = None
     close_engine: bool = False
     title: str = "targeting"
 
@@ -88,9 +93,14 @@ def create_app(engine: Engine, settings: Settings | None = None) -> FastAPI:
         log.info("serving index %s (%d campaigns), store %s, decide %s",
                  engine.index.version, engine.index.n_campaigns, type(engine.store).__name__,
                  "in threadpool" if state.offload else "inline on the event loop")
+        follower = None
+        if state.signal is not None:
+            follower = asyncio.create_task(state.signal.follow(engine))
         try:
             yield
         finally:
+            if follower is not None:
+                follower.cancel()
             state.close()
 
     app = FastAPI(title=settings.title, version=_version(), lifespan=lifespan,
@@ -179,7 +189,10 @@ def create_app(engine: Engine, settings: Settings | None = None) -> FastAPI:
         if await _has_body(request):
             body = await read_json(request, limit)
             _only(body, ())
-        return JSONResponse(await run_in_threadpool(engine.reload))
+        result = await run_in_threadpool(engine.reload)
+        if state.signal is not None:
+            state.signal.announce(result["index_version"])
+        return JSONResponse(result)
 
     # ---------------------------------------------------------- audiences
     @app.post("/v1/reach", tags=["audiences"], openapi_extra=schemas.body(schemas.REACH),
@@ -258,6 +271,7 @@ class _State:
         self.metrics = metrics
         self.offload = (not isinstance(engine.store, MemoryStore)) if settings.offload is None else settings.offload
         self._jobs = settings.jobs
+        self.signal = ReloadSignal(settings.reload_signal) if settings.reload_signal is not None else None
 
     def principal(self, request: Request) -> Principal:
         if self.settings.auth is None:

@@ -3,7 +3,8 @@
 Each uvicorn worker process calls it once; configuration comes from the
 environment the CLI set (``TARGETING_RULES``, ``TARGETING_PROFILES``,
 ``TARGETING_STORE``, ``TARGETING_MODEL``, ``TARGETING_AUTH``, ``TARGETING_BENCH``,
-``TARGETING_OFFLOAD``, ``TARGETING_PRIVACY_SECRET`` (hex; the CLI makes one per
+``TARGETING_OFFLOAD``, ``TARGETING_RELOAD_SIGNAL`` (a file the workers share, see
+workers.py), ``TARGETING_PRIVACY_SECRET`` (hex; the CLI makes one per
 ``serve`` so every worker adds the same noise to the same reach query)).
 """
 
@@ -32,6 +33,7 @@ def from_env(env: Mapping[str, str] | None = None) -> FastAPI:
         offload={"1": True, "0": False}.get(env.get("TARGETING_OFFLOAD", ""), None),
         privacy_secret=bytes.fromhex(env["TARGETING_PRIVACY_SECRET"]) if env.get("TARGETING_PRIVACY_SECRET") else None,
         export_dir=Path(env.get("TARGETING_HOME", "var")) / "exports",
+        reload_signal=Path(env["TARGETING_RELOAD_SIGNAL"]) if env.get("TARGETING_RELOAD_SIGNAL") else None,
         close_engine=True,
     )
     return create_app(engine, settings)

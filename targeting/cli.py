@@ -14,6 +14,7 @@ import logging
 import os
 import secrets
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -147,6 +148,8 @@ def cmd_serve(a: argparse.Namespace) -> int:
         profiles = demo_profiles(a.rules)
     # one privacy-noise secret for all workers of this server (an operator may pin one)
     os.environ.setdefault("TARGETING_PRIVACY_SECRET", secrets.token_hex(32))
+    if a.workers > 1:  # a reload answered by one worker reaches the others through this file
+        os.environ["TARGETING_RELOAD_SIGNAL"] = str(Path(tempfile.mkdtemp(prefix="targeting-serve-")) / "reload")
     env = {"TARGETING_RULES": a.rules, "TARGETING_PROFILES": profiles, "TARGETING_STORE": a.store,
            "TARGETING_MODEL": a.model, "TARGETING_AUTH": a.auth}
     for k, v in env.items():

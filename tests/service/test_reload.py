@@ -3,9 +3,13 @@ problem and the old index keeps serving; a good one swaps in a new version."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from svc import CAMPAIGNS, TestClient, bearer, write_rules
+
+from targeting import Engine
 
 NEW = [{"id": "zed-new", "advertiser": "zed", "bid": {"cpm": 3}, "category": "food", "targeting": {}}]
 BAD = [
@@ -56,3 +60,29 @@ def test_bad_reload_keeps_serving_then_good_reload_swaps(keyed: TestClient, rule
     assert 'targeting_reloads_total{result="ok"} 1' in metrics
     assert 'targeting_reloads_total{result="failed"} 1' in metrics
     assert f'targeting_index_info{{version="{v2}"}} 1' in metrics
+
+
+def wait_for(check: Callable[[], bool], seconds: float = 6.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_reload_reaches_every_worker(make_client: Callable[..., TestClient], rules_dir: Path,
+                                     tmp_path: Path) -> None:
+    """Two workers (two engines over one rules dir) sharing a reload signal file."""
+    signal = tmp_path / "reload"
+    a = make_client(engine=Engine.load(rules_dir), reload_signal=signal)
+    b = make_client(engine=Engine.load(rules_dir), reload_signal=signal)
+    v1 = b.get("/healthz").json()["index_version"]
+    write_rules(rules_dir, CAMPAIGNS + NEW)
+    v2 = a.post("/v1/campaigns/reload").json()["index_version"]
+    assert v2 != v1
+    assert wait_for(lambda: b.get("/healthz").json()["index_version"] == v2)
+    write_rules(rules_dir, BAD)  # refused by a, never announced: b keeps serving v2
+    assert a.post("/v1/campaigns/reload").status_code == 422
+    time.sleep(1.5)
+    assert b.get("/healthz").json()["index_version"] == v2

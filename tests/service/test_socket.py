@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -97,21 +98,19 @@ def test_decide_over_a_socket_while_reloading(served: tuple[str, Path]) -> None:
     assert seen == set(expected)  # both versions were served
 
 
-def test_targeting_serve_command(tmp_path: Path) -> None:
-    """`targeting serve` end to end: a subprocess with --auth, on a free port."""
-    rules = write_rules(tmp_path / "rules", V1)
-    keys = tmp_path / "keys.yaml"
-    keys.write_text(f"- {{key: {KEYS['ad_server']}, role: ad_server}}\n")
+@contextmanager
+def targeting_serve(tmp_path: Path, rules: Path, *args: str) -> Iterator[str]:
+    """`targeting serve` as a subprocess on a free port; yields its base URL."""
     sock = free_socket()
     port = sock.getsockname()[1]
     sock.close()
     env = {**os.environ, "TARGETING_HOME": str(tmp_path / "home")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "targeting.cli", "serve", "--rules", str(rules), "--port", str(port),
-         "--auth", str(keys), "--no-demo"], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+         "--no-demo", *args], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while True:
             try:
                 if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
@@ -121,11 +120,35 @@ def test_targeting_serve_command(tmp_path: Path) -> None:
             assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
             assert time.monotonic() < deadline, "targeting serve did not come up"
             time.sleep(0.1)
+        yield base
+    finally:
+        proc.terminate()
+        out = proc.communicate(timeout=15)[0].decode()
+    assert "Uvicorn running" in out or "Started parent process" in out, out
+
+
+def test_targeting_serve_command(tmp_path: Path) -> None:
+    """`targeting serve` end to end: a subprocess with --auth, on a free port."""
+    rules = write_rules(tmp_path / "rules", V1)
+    keys = tmp_path / "keys.yaml"
+    keys.write_text(f"- {{key: {KEYS['ad_server']}, role: ad_server}}\n")
+    with targeting_serve(tmp_path, rules, "--auth", str(keys)) as base:
         assert httpx.post(f"{base}/v1/decide", json={"user_id": "u"}).status_code == 401
         r = httpx.post(f"{base}/v1/decide", json={"user_id": "u"},
                        headers={"Authorization": f"Bearer {KEYS['ad_server']}"})
         assert r.status_code == 200 and r.json()["decisions"][0]["campaign_id"] == "one"
-    finally:
-        proc.terminate()
-        out = proc.communicate(timeout=15)[0].decode()
-    assert "Uvicorn running" in out
+
+
+def test_reload_reaches_every_worker_process(tmp_path: Path) -> None:
+    """`targeting serve --workers 2`: the reload one worker answers reaches the other."""
+    rules = write_rules(tmp_path / "rules", V1)
+    with targeting_serve(tmp_path, rules, "--workers", "2") as base, httpx.Client(base_url=base) as c:
+        write_rules(rules, V2)
+        v2 = c.post("/v1/campaigns/reload").json()["index_version"]
+        deadline = time.monotonic() + 10
+        while True:  # connections are spread over the workers: 20 answers in a row on v2
+            versions = {httpx.get(f"{base}/healthz").json()["index_version"] for _ in range(20)}
+            if versions == {v2}:
+                break
+            assert time.monotonic() < deadline, versions
+            time.sleep(0.2)
