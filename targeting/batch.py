@@ -418,40 +418,10 @@ class _ReopenProfiles:
 
 
 def _memory_snapshot(store: Any) -> Any:
-    from .stores.memory import MemoryStore
-
-    copy = MemoryStore(clock=store._clock)
-    with store._lock:  # private to MemoryStore: a snapshot method there would be cleaner
-        copy._events = {u: dict(ev) for u, ev in store._events.items()}
-        copy._counters = dict(store._counters)
-    return _PicklableMemory(copy)
-
-
-class _PicklableMemory:
-    """A MemoryStore that pickles (its lock is re-created on the worker)."""
-
-    def __init__(self, store: Any) -> None:
-        self.store = store
-
-    def fetch(self, queries: Any) -> Any:
-        return self.store.fetch(queries)
-
-    def add_events(self, events: Any, ttl: int) -> None:
-        self.store.add_events(events, ttl)
-
-    def add_counters(self, counters: Any) -> None:
-        self.store.add_counters(counters)
-
-    def __getstate__(self) -> dict[str, Any]:
-        s = self.store
-        return {"events": s._events, "counters": s._counters, "clock": s._clock}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        from .stores.memory import MemoryStore
-
-        self.store = MemoryStore(clock=state["clock"])
-        self.store._events = state["events"]
-        self.store._counters = state["counters"]
+    """A consistent copy of a MemoryStore to ship to workers (it pickles itself)."""
+    copy = type(store).__new__(type(store))
+    copy.__setstate__(store.__getstate__())
+    return copy
 
 
 class _Reopen:

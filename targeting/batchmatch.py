@@ -10,7 +10,7 @@ Clauses are visited by their campaign's eCPM bound, a few words at a time, and
 a request stops as soon as nothing left can enter its top ``limit``
 (:func:`decide_block`); store-backed checks (retargeting, frequency caps,
 budgets) read the state with one ``store.fetch`` per step and apply the rules
-decide applies (:func:`targeting.decide._state_check`) to the visited
+decide applies (:func:`targeting.decide.state_check`) to the visited
 candidates only.
 """
 
@@ -28,7 +28,7 @@ import numpy as np
 from . import bitset
 from .batchrequests import Clocks, Requests, clocks
 from .compiler import CampaignIndex
-from .decide import Pending, _state_check
+from .decide import Pending, state_check
 from .request import DEFAULT_LIMIT, Request
 from .scoring import ClickModel, PriorModel, ecpm
 from .state import PACING_SLACK, window_bucket
@@ -357,7 +357,7 @@ def store_checks(
                 b, j, ci = int(pb[k]), int(pj[k]), int(pcamp[k])
                 req = Request(user_id=str(reqs.user_id[b]), ts=float(reqs.ts[b]))
                 pend = Pending(req, cast(Any, None), cast(Any, None), pj[k:k + 1], pj[k:k + 1], None)
-                ok[k] = _state_check(index, j, ci, pend, with_events[b]) is None
+                ok[k] = state_check(index, j, ci, pend, with_events[b]) is None
     ok_all[sel] = ok
     return ok_all, degraded
 

@@ -215,9 +215,9 @@ def _rules_hold(cl: object, advertiser: str, now: float, state: UserState) -> bo
     return all(any(seen(e, d) for e, d in rules) for rules in rt_any) and not any(seen(e, d) for e, d in rt_none)
 
 
-def _state_check(index: CampaignIndex, clause: int, ci: int, pend: Pending, state: UserState) -> str | None:
+def state_check(index: CampaignIndex, clause: int, ci: int, pend: Pending, state: UserState) -> str | None:
     """The whole per-clause state check (retargeting, cap, budget), for callers that
-    fetch state themselves (the batch scorer)."""
+    fetch state themselves (the batch scorer). ``None`` = passes, else the reason."""
     c = index.campaigns[ci]
     cl = c.clauses[clause - int(index.first_clause[ci])]
     if (cl.rt_any or cl.rt_none) and not _rules_hold(cl, c.advertiser, pend.request.ts, state):
@@ -231,4 +231,6 @@ def _state_check(index: CampaignIndex, clause: int, ci: int, pend: Pending, stat
     return None
 
 
-__all__ = ["Pending", "cap_key", "finish", "point_of", "prepare"]
+_state_check = state_check  # the batch scorer's original name
+
+__all__ = ["Pending", "cap_key", "finish", "point_of", "prepare", "state_check"]

@@ -49,6 +49,17 @@ class MemoryStore:
                 value = self._get(k, now) + c.amount
                 self._counters[k] = (value, now + c.ttl)
 
+    def __getstate__(self) -> dict[str, object]:
+        """Picklable (e.g. shipped to Dask workers for batch scoring): a consistent copy."""
+        with self._lock:
+            return {"clock": self._clock, "events": {u: dict(m) for u, m in self._events.items()},
+                    "counters": dict(self._counters)}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__init__(clock=state["clock"])  # type: ignore[misc, arg-type]
+        self._events = state["events"]  # type: ignore[assignment]
+        self._counters = state["counters"]  # type: ignore[assignment]
+
     def _get(self, k: tuple[str, str], now: float) -> float:
         v = self._counters.get(k)
         return v[0] if v is not None and v[1] > now else 0.0

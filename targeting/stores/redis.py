@@ -96,6 +96,7 @@ class RedisStore:
         breaker: CircuitBreaker | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self.url: str | None = None  # set by from_url, so other processes can reopen the store
         self._reader = reader
         self._writer = writer if writer is not None else reader
         self.breaker = breaker if breaker is not None else CircuitBreaker()
@@ -116,6 +117,7 @@ class RedisStore:
     ) -> RedisStore:
         """``redis://host:port/db``; ``?timeout_ms=…&write_timeout_ms=…&pool_size=…`` in
         the URL override the keyword arguments (so ``--store`` can tune them)."""
+        original_url = url
         parts = urlsplit(url)
         query = dict(parse_qsl(parts.query))
         timeout_ms = float(query.pop("timeout_ms", timeout_ms))
@@ -127,7 +129,9 @@ class RedisStore:
         writer = redis.Redis(
             connection_pool=_pool(url, write_timeout_ms, pool_size, write_timeout_ms)
         )
-        return cls(reader, writer, breaker=breaker, clock=clock)
+        store = cls(reader, writer, breaker=breaker, clock=clock)
+        store.url = original_url
+        return store
 
     # -- metrics -----------------------------------------------------------------
     @property
