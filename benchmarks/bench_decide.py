@@ -1,0 +1,150 @@
+"""In-process decide latency against a precompiled linear scan of the same campaigns.
+
+    python benchmarks/bench_decide.py [--sizes 1000 10000 100000] [--requests 3000]
+
+For each campaign count it generates random valid campaigns (``targeting.gen``),
+compiles them, and times, on the same random requests:
+
+- ``match``: the bitset stage alone (``decide.prepare``: request → eligible clauses);
+- ``decide``: the whole ``Engine.decide`` (validation, matching, in-memory store
+  checks, pCTR, ranking, answer dict);
+- ``scan``: the baseline, a loop over every clause with its sets precompiled
+  (``spec.clause_matches`` on domain indices plus status/flight/time per campaign).
+
+Goals (issue 2): decide p99 <= 50 us and >= 200x the scan at 10k campaigns;
+p99 <= 250 us at 100k. Times are wall-clock on a shared machine: read the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from targeting import Engine  # noqa: E402
+from targeting.compiler import compile_campaigns  # noqa: E402
+from targeting.decide import point_of, prepare  # noqa: E402
+from targeting.gen import generate_campaigns  # noqa: E402
+from targeting.matcher import moment  # noqa: E402
+from targeting.request import parse_request  # noqa: E402
+from targeting.rules import validate_campaigns  # noqa: E402
+from targeting.spec import clause_matches  # noqa: E402
+from targeting.taxonomy import Taxonomy  # noqa: E402
+
+
+def random_requests(tx: Taxonomy, n: int, seed: int) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    cities = [c for p in tx.provinces for c in tx.cities_of(p)]
+    tags = tx.tag_ids
+    base = dt.datetime.now(dt.UTC)
+    out = []
+    for i in range(n):
+        r: dict[str, Any] = {"user_id": f"u{rng.randrange(10**6)}",
+                             "ts": (base + dt.timedelta(minutes=rng.randrange(7 * 1440))).isoformat()}
+        if rng.random() < 0.9:
+            r["geo"] = {"city": rng.choice(cities)}
+        if rng.random() < 0.9:
+            r["gender"] = rng.choice(["male", "female"])
+        if rng.random() < 0.85:
+            r["age"] = rng.randint(16, 70)
+        if rng.random() < 0.8:
+            r["tags"] = rng.sample(tags, rng.randint(1, 5))
+        if rng.random() < 0.7:
+            r["scene"] = rng.choice(list(tx.scenes))
+        out.append(r)
+    return out
+
+
+def pct(samples: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(samples), q)) * 1e6
+
+
+def scan(engine: Engine, raw: dict[str, Any], plan: list[tuple[int, Any]]) -> int:
+    """The baseline: every clause tested in turn, sets precompiled."""
+    idx = engine.index
+    req = parse_request(raw, engine.taxonomy, time.time())
+    p = point_of(req, engine.taxonomy, idx.tag_index)
+    tags = frozenset(req.tags or ())
+    m = moment(idx.zones, req.ts)
+    eligible = set()
+    for ci, cl in plan:
+        z = idx.zone_of[ci]
+        day = m.days[z]
+        if not idx.active[ci] or not (idx.start_day[ci] <= day <= idx.end_day[ci]):
+            continue
+        if clause_matches(cl, p.geo, p.gender, p.age, p.scene, m.slots[z], tags):
+            eligible.add(ci)
+    return len(eligible)
+
+
+def bench(n: int, n_req: int, tx: Taxonomy) -> dict[str, float]:
+    t0 = time.perf_counter()
+    camps = validate_campaigns([("gen.yaml", generate_campaigns(n, tx, seed=n))], tx)
+    t1 = time.perf_counter()
+    index = compile_campaigns(camps, tx, "bench")
+    t2 = time.perf_counter()
+    engine = Engine(tx, index)
+    reqs = random_requests(tx, n_req, seed=1)
+    plan = [(int(index.owner[j]), cl) for j, cl in enumerate(cl for c in index.campaigns for cl in c.clauses)]
+    for r in reqs[:200]:  # warm caches (zones per minute, live bitsets)
+        engine.decide(r)
+    match_t, decide_t, cands = [], [], []
+    now = time.time()
+    parsed = [parse_request(r, tx, now) for r in reqs]
+    for req in parsed:
+        a = time.perf_counter()
+        pend = prepare(index, tx, req)
+        match_t.append(time.perf_counter() - a)
+        cands.append(pend.clauses.size)
+    for r in reqs:
+        a = time.perf_counter()
+        engine.decide(r)
+        decide_t.append(time.perf_counter() - a)
+    scan_t = []
+    n_scan = max(20, min(n_req, 2_000_000 // max(n, 1)))
+    for r in reqs[:n_scan]:
+        a = time.perf_counter()
+        scan(engine, r, plan)
+        scan_t.append(time.perf_counter() - a)
+    return {
+        "campaigns": n, "clauses": index.n_clauses, "load_s": t1 - t0, "compile_s": t2 - t1,
+        "index_mb": index.rows.nbytes / 2**20, "candidates": float(np.mean(cands)),
+        "match_p50": pct(match_t, 50), "match_p99": pct(match_t, 99),
+        "decide_p50": pct(decide_t, 50), "decide_p99": pct(decide_t, 99),
+        "scan_p50": pct(scan_t, 50), "scan_p99": pct(scan_t, 99),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000])
+    ap.add_argument("--requests", type=int, default=3000)
+    ap.add_argument("--rules", default="rules")
+    args = ap.parse_args()
+    tx = Taxonomy.load(Path(args.rules) / "taxonomy")
+    rows = [bench(n, args.requests, tx) for n in args.sizes]
+    head = ("campaigns", "clauses", "index MB", "compile s", "cands", "match p50/p99 us",
+            "decide p50/p99 us", "scan p50/p99 us", "scan/decide p50", "scan/match p50")
+    print(" | ".join(head))
+    print(" | ".join("---" for _ in head))
+    for r in rows:
+        print(" | ".join([
+            f"{r['campaigns']:,}", f"{r['clauses']:,}", f"{r['index_mb']:.1f}", f"{r['compile_s']:.1f}",
+            f"{r['candidates']:.0f}",
+            f"{r['match_p50']:.0f} / {r['match_p99']:.0f}", f"{r['decide_p50']:.0f} / {r['decide_p99']:.0f}",
+            f"{r['scan_p50']:.0f} / {r['scan_p99']:.0f}",
+            f"{r['scan_p50'] / r['decide_p50']:.0f}x", f"{r['scan_p50'] / r['match_p50']:.0f}x",
+        ]))
+    print("\ngoals: decide p99 <= 50 us and scan/decide >= 200x at 10k; decide p99 <= 250 us at 100k")
+
+
+if __name__ == "__main__":
+    main()
