@@ -168,8 +168,7 @@ def test_unicode_digit_places(c: TestClient, city: str) -> None:
 
 
 # ----------------------------------------------------------------------------- fuzz
-# (category No, '²' and friends, is left out until the isdigit bug above is fixed)
-text = st.text(st.characters(exclude_categories=("Cs", "No")), max_size=12)
+text = st.text(st.characters(exclude_categories=("Cs",)), max_size=12)  # orjson refuses lone surrogates
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**63, 2**63 - 1),
                     st.floats(allow_nan=False, allow_infinity=False), text)
 json_values = st.recursive(scalars, lambda inner: st.one_of(
