@@ -47,8 +47,9 @@ def random_requests(tx: Taxonomy, n: int, seed: int) -> list[dict[str, Any]]:
     base = dt.datetime.now(dt.UTC)
     out = []
     for i in range(n):
+        # an ad server decides "now": timestamps within the next hour, like live traffic
         r: dict[str, Any] = {"user_id": f"u{rng.randrange(10**6)}",
-                             "ts": (base + dt.timedelta(minutes=rng.randrange(7 * 1440))).isoformat()}
+                             "ts": (base + dt.timedelta(seconds=rng.randrange(3600))).isoformat()}
         if rng.random() < 0.9:
             r["geo"] = {"city": rng.choice(cities)}
         if rng.random() < 0.9:

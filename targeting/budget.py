@@ -23,7 +23,7 @@ import numpy as np
 from . import bitset
 from .compiler import CampaignIndex
 from .matcher import Moment
-from .state import PACING_SLACK, window_bucket
+from .state import PACING_SLACK
 from .stores.base import StateQuery, StateStore, StoreUnavailable
 
 
@@ -61,7 +61,7 @@ class SpendMirror:
         position — ``budget``, ``pacing`` or ``store`` —, whether it failed closed)."""
         if not index.budgeted.size:
             return np.zeros(index.n_words, dtype=np.uint64), {}, False
-        days = tuple(window_bucket("day", t) for t in m.local)
+        days = tuple(lb["day"] for lb in m.labels)
         key = (index.version, days)
         now = self._clock()
         with self._lock:

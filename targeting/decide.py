@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 import numpy as np
 
@@ -24,7 +23,7 @@ from .compiler import CampaignIndex
 from .matcher import Moment, Point, first_failures, match, moment, sorted_tag_indices
 from .request import Request
 from .scoring import ClickModel, PriorModel, ecpm
-from .state import budget_allows, cap_key, window_bucket
+from .state import budget_allows, cap_key
 from .stores.base import StateQuery, UserState
 from .taxonomy import UNKNOWN, Taxonomy, gender_index
 
@@ -110,7 +109,7 @@ def prepare(
     pend.needs = pend.ranked[:cut][needs_user[:cut]]
     advertisers: dict[str, None] = {}
     caps: list[str] = []
-    labels = _labels(index.zones, int(m.ts // 60))
+    labels = m.labels
     for ci in pend.needs.tolist():
         c = index.campaigns[ci]
         if index.has_rt[ci]:
@@ -120,12 +119,6 @@ def prepare(
             caps.append(f"cap:{c.id}:{labels[index.zone_of[ci]][c.cap_per]}")
     pend.query = StateQuery(req.user_id, tuple(advertisers), tuple(caps), ())
     return pend
-
-
-@lru_cache(maxsize=1024)
-def _labels(zones: tuple[str, ...], minute: int) -> tuple[dict[str, str], ...]:
-    """Window labels per zone at a minute, as :func:`targeting.state.window_bucket` names them."""
-    return tuple({w: window_bucket(w, t) for w in WINDOWS} for t in moment(zones, minute * 60.0).local)
 
 
 _PRIOR = PriorModel()
@@ -141,18 +134,22 @@ def finish(
     it are skipped (fail closed) and ``degraded`` says why.
     """
     req = pend.request
-    rejected: dict[int, str] = dict(pend.budget_reasons)
-    if pend.needs.size:
-        mine = _clauses_by_campaign(index, pend.clauses, pend.needs)
-        for ci in pend.needs.tolist():
-            why = "store" if state is None else _user_check(index, ci, mine[ci], pend, state)
-            if why is not None:
-                rejected[ci] = why
-    keep = np.array([ci not in rejected for ci in pend.ranked.tolist()], dtype=bool) \
-        if rejected else np.ones(pend.ranked.size, dtype=bool)
-    good = np.flatnonzero(keep)
+    rejected: dict[int, str] = {}  # among the ranked candidates
+    for ci in pend.needs.tolist():
+        why = "store" if state is None else _user_check(index, ci, pend, state)
+        if why is not None:
+            rejected[ci] = why
+    top: list[int] = []  # positions into pend.ranked
+    if rejected:
+        for k, ci in enumerate(pend.ranked.tolist()):
+            if ci not in rejected:
+                top.append(k)
+                if len(top) == req.limit:
+                    break
+    else:
+        top = list(range(min(req.limit, pend.ranked.size)))
     decisions = []
-    for k in good[: req.limit].tolist():
+    for k in top:
         c = index.campaigns[int(pend.ranked[k])]
         decisions.append({
             "campaign_id": c.id,
@@ -164,16 +161,17 @@ def finish(
     answer: dict[str, object] = {
         "request_id": req.request_id,
         "decisions": decisions,
-        "eligible": int(good.size),
+        "eligible": int(pend.ranked.size - len(rejected)),
         "degraded": list(degraded),
         "index_version": index.version,
     }
     if req.explain:
         reasons = first_failures(index, pend.point, pend.moment)
+        reasons.update(pend.budget_reasons)
         reasons.update(rejected)
         for ci in pend.below_floor.tolist():
             reasons[ci] = "floor_cpm"
-        eligible = [int(c) for c in pend.ranked[good]]
+        eligible = [ci for ci in pend.ranked.tolist() if ci not in rejected]
         answer["explain"] = {
             "eligible": [index.ids[ci] for ci in sorted(eligible)],
             "rejected": {index.ids[ci]: reasons.get(ci, "targeting")
@@ -182,21 +180,23 @@ def finish(
     return answer
 
 
-def _clauses_by_campaign(index: CampaignIndex, clauses: np.ndarray, camps: np.ndarray) -> dict[int, list[int]]:
-    owners = index.owner[clauses]
-    sel = np.isin(owners, camps)
-    out: dict[int, list[int]] = {int(c): [] for c in camps.tolist()}
-    for j, ci in zip(clauses[sel].tolist(), owners[sel].tolist()):
-        out[ci].append(j)
-    return out
+def _eligible_clauses(index: CampaignIndex, ci: int, clauses: np.ndarray) -> list[int]:
+    """Clauses of campaign ``ci`` among the (ascending) eligible ``clauses``."""
+    first = int(index.first_clause[ci])
+    c = index.campaigns[ci]
+    if len(c.clauses) == 1:
+        return [first]
+    lo, hi = np.searchsorted(clauses, [first, first + len(c.clauses)])
+    return clauses[lo:hi].tolist()
 
 
-def _user_check(index: CampaignIndex, ci: int, clauses: list[int], pend: Pending, state: UserState) -> str | None:
+def _user_check(index: CampaignIndex, ci: int, pend: Pending, state: UserState) -> str | None:
     """Retargeting (some eligible clause's rules hold) and the frequency cap of campaign ``ci``."""
     if index.has_rt[ci]:
         first = int(index.first_clause[ci])
         c = index.campaigns[ci]
-        if not any(_rules_hold(c.clauses[j - first], c.advertiser, pend.request.ts, state) for j in clauses):
+        mine = _eligible_clauses(index, ci, pend.clauses)
+        if not any(_rules_hold(c.clauses[j - first], c.advertiser, pend.request.ts, state) for j in mine):
             return "retargeting"
     if ci in pend.cap_of:
         cap = index.campaigns[ci].cap_impressions

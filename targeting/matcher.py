@@ -17,6 +17,7 @@ import numpy as np
 
 from . import bitset
 from .compiler import CampaignIndex
+from .state import window_bucket
 
 DIMENSION_ORDER = ("status", "flight", "geo", "time", "gender", "age", "tags", "scene")
 
@@ -30,13 +31,14 @@ class Moment:
     days: tuple[int, ...]  # local date ordinal per zone
     day_fraction: tuple[float, ...]  # share of the local day elapsed, per zone
     local: tuple[dt.datetime, ...]
+    labels: tuple[dict[str, str], ...] = ()  # per zone: window -> label (targeting.state.window_bucket)
 
 
 def moment(zones: tuple[str, ...], ts: float) -> Moment:
     """Local slot/date of ``ts`` in each zone; cached per minute since zones rarely change."""
     minute = int(ts // 60)
     m = _moment_minute(zones, minute)
-    return Moment(ts, m.slots, m.days, m.day_fraction, m.local)
+    return Moment(ts, m.slots, m.days, m.day_fraction, m.local, m.labels)
 
 
 @lru_cache(maxsize=4096)
@@ -48,7 +50,8 @@ def _moment_minute(zones: tuple[str, ...], minute: int) -> Moment:
         days.append(t.date().toordinal())
         frac.append((t.hour * 60 + t.minute) / 1440)
         local.append(t)
-    return Moment(minute * 60.0, tuple(slots), tuple(days), tuple(frac), tuple(local))
+    labels = tuple({w: window_bucket(w, t) for w in ("hour", "day", "week")} for t in local)
+    return Moment(minute * 60.0, tuple(slots), tuple(days), tuple(frac), tuple(local), labels)
 
 
 @lru_cache(maxsize=64)
