@@ -32,6 +32,15 @@ class UsageError(TargetingError):
 
 
 # ------------------------------------------------------------------ helpers
+def _one(positional: str | None, option: str | None, name: str) -> str:
+    """An input given either as the positional ``name`` or as ``--name``, not both."""
+    if positional and option and positional != option:
+        raise UsageError(f"give {name} once, as an argument or as --{name.lower()}", path=name)
+    if not (positional or option):
+        raise UsageError(f"{name} is required", path=name)
+    return positional or option or ""
+
+
 def home() -> Path:
     """Where generated demo data is cached: ``$TARGETING_HOME`` or ``./var``."""
     return Path(os.environ.get("TARGETING_HOME", "var"))
@@ -223,15 +232,17 @@ def cmd_export(a: argparse.Namespace) -> int:
 
 def cmd_score(a: argparse.Namespace) -> int:
     batch = need("targeting.batch", "score")
+    requests = _one(a.requests_pos, a.requests, "REQUESTS")
     engine = load_engine(a.rules, a.profiles, a.store, a.model)
-    result = batch.score(engine, a.requests, a.out, scheduler=a.scheduler, summary=a.summary,
-                         progress=not a.quiet)
+    result = batch.score(engine, requests, a.out, scheduler=a.scheduler, summary=a.summary,
+                         progress=not a.quiet, limit=a.limit, floor_cpm=a.floor_cpm)
     emit(result)
     return 0
 
 
 def cmd_train(a: argparse.Namespace) -> int:
     model = need("targeting.model", "train")
+    a.log = _one(a.log_pos, a.log, "LOG")
     if not Path(a.log).exists():
         raise UsageError(f"no such click log: {a.log}", path="--log")
     emit(model.train(a.log, rules_dir=a.rules, out_dir=a.out, progress=not a.quiet))
@@ -350,15 +361,19 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--quiet", action="store_true", help="no progress bar")
 
     s = command("score", cmd_score, "Decide a Parquet file of requests in batch.", profiles=True, store=True)
-    s.add_argument("--requests", required=True, metavar="PATH", help="requests Parquet (contract §5)")
+    s.add_argument("requests_pos", nargs="?", metavar="REQUESTS", help="requests Parquet (contract §5)")
+    s.add_argument("--requests", metavar="PATH", help="the same, as an option")
     s.add_argument("--out", required=True, metavar="PATH", help="decisions Parquet to write")
+    s.add_argument("--limit", type=positive_int, default=10, help="decisions per request (default 10)")
+    s.add_argument("--floor-cpm", type=float, default=0.0, help="drop decisions under this eCPM")
     s.add_argument("--model", metavar="DIR", help="click model directory")
     s.add_argument("--scheduler", metavar="ADDR", help="Dask scheduler address")
     s.add_argument("--summary", action="store_true", help="print per-campaign totals")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
 
     s = command("train", cmd_train, "Train the click model from a click log.")
-    s.add_argument("--log", required=True, metavar="PATH", help="click log Parquet (contract §5)")
+    s.add_argument("log_pos", nargs="?", metavar="LOG", help="click log Parquet (contract §5)")
+    s.add_argument("--log", metavar="PATH", help="the same, as an option")
     s.add_argument("--out", required=True, metavar="DIR", help="model directory to write")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
 

@@ -108,7 +108,7 @@ def load_rules(rules_dir: str | Path, taxonomy: Taxonomy) -> RuleSet:
     return RuleSet(campaigns=campaigns, version=digest.hexdigest()[:12])
 
 
-class _StrictLoader(yaml.SafeLoader):
+class _StrictLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
     """SafeLoader that refuses duplicate keys and leaves dates as text (validated by us,
     so 2026-11-31 is a campaign error, not a crash)."""
 

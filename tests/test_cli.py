@@ -166,3 +166,18 @@ def test_gen_population(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     import pyarrow.parquet as pq
 
     assert pq.read_metadata(out).num_rows == 500
+
+
+def test_score_takes_requests_as_argument_or_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = rules(tmp_path / "rules")
+    reqs = tmp_path / "requests.parquet"
+    assert run(capsys, "gen", "requests", "--rows", "50", "--out", str(reqs), "--rules", str(root))[0] == 0
+    for i, how in enumerate(([str(reqs)], ["--requests", str(reqs)])):
+        out = tmp_path / f"decisions-{i}.parquet"
+        code, _, err = run(capsys, "score", *how, "--out", str(out), "--rules", str(root), "--limit", "1", "--quiet")
+        assert code == 0, err
+        assert out.exists()
+    code, _, err = run(capsys, "score", "--out", str(tmp_path / "x.parquet"), "--rules", str(root))
+    assert code == 2 and "REQUESTS is required" in err
+    code, _, err = run(capsys, "train", "--out", str(tmp_path / "m"), "--rules", str(root))
+    assert code == 2 and "LOG is required" in err
