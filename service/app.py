@@ -34,6 +34,7 @@ from starlette.staticfiles import StaticFiles
 
 from targeting.engine import Engine
 from targeting.errors import NotFound, TargetingError, Unavailable
+from targeting.spec import parse_spec
 from targeting.stores.memory import MemoryStore
 
 from . import errors, schemas
@@ -201,16 +202,26 @@ def create_app(engine: Engine, settings: Settings | None = None) -> FastAPI:
         who = state.principal(request)
         who.allow("advertiser")
         body = await read_json(request, limit)
-        _only(body, ("targeting", "advertiser", "breakdown"))
+        _only(body, ("targeting", "advertiser", "breakdown", "funnel", "overlap"))
         advertiser, spec = state.spec(who, body)
         breakdown = body.get("breakdown") or []
         if not isinstance(breakdown, list) or not all(isinstance(d, str) for d in breakdown):
             raise TargetingError("breakdown is a list of dimension names", path="breakdown")
-        answer = await run_in_threadpool(engine.reach, spec, breakdown, advertiser)
+        funnel = body.get("funnel", False)
+        if not isinstance(funnel, bool):
+            raise TargetingError("funnel is true or false", path="funnel")
+        overlap = None
+        if body.get("overlap") is not None:  # a second spec: how many users both reach
+            _, overlap = state.spec(who, {"targeting": body["overlap"], "advertiser": advertiser}, path="overlap")
+        answer = await run_in_threadpool(
+            lambda: engine.reach(spec, breakdown, advertiser, funnel=funnel, overlap=overlap))
         if not who.exact_reach:
             from targeting.audience import privacy
 
+            # noise is keyed by everything asked, so varying the second spec cannot difference the first
             key = privacy.spec_key(spec, engine.taxonomy)
+            if overlap is not None:
+                key += "|overlap|" + privacy.spec_key(overlap, engine.taxonomy)
             answer = privacy.advertiser_view(answer, key, secret=settings.privacy_secret)
         return JSONResponse(answer)
 
@@ -278,7 +289,7 @@ class _State:
             return OPEN
         return self.settings.auth.authenticate(request.headers.get("authorization"))
 
-    def spec(self, who: Principal, body: Mapping[str, Any]) -> tuple[str | None, Any]:
+    def spec(self, who: Principal, body: Mapping[str, Any], path: str = "targeting") -> tuple[str | None, Any]:
         """The acting advertiser and the parsed spec of a reach/export body."""
         advertiser = who.own_advertiser(body.get("advertiser"))
         if "targeting" not in body:
@@ -286,12 +297,12 @@ class _State:
                                  path="targeting")
         raw = body["targeting"]
         if _depth(raw) > MAX_SPEC_DEPTH:
-            raise TargetingError(f"targeting is nested more than {MAX_SPEC_DEPTH} levels deep", path="targeting")
+            raise TargetingError(f"{path} is nested more than {MAX_SPEC_DEPTH} levels deep", path=path)
         if who.role == "advertiser":
-            for path, other in _rule_advertisers(raw, "targeting"):
+            for rule_path, other in _rule_advertisers(raw, path):
                 if other != who.advertiser:
-                    who.own_advertiser(other, path)  # raises Forbidden
-        spec = self.engine.parse_spec(raw, advertiser)
+                    who.own_advertiser(other, rule_path)  # raises Forbidden
+        spec = parse_spec(raw, self.engine.taxonomy, advertiser=advertiser, path=path)
         if spec.uses_retargeting and advertiser is None:
             raise TargetingError("a spec with retargeting needs the advertiser whose events it uses",
                                  path="advertiser")

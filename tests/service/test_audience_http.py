@@ -95,3 +95,22 @@ def test_cli_reach_prints_exact_counts(profiles: Path, rules_dir: Path, aud_engi
     out = json.loads(capsys.readouterr().out)
     assert out["users"] == aud_engine.reach(SPEC)["users"]
     assert sum(v for v in out["breakdown"]["gender"].values() if v) == out["users"]
+
+
+def test_reach_funnel_and_overlap_over_http(make_client: Callable[..., TestClient], aud_engine: Engine) -> None:
+    """The reach page asks for the funnel; overlap compares two specs. In the advertiser
+    view every count is thresholded and rounded."""
+    c = make_client(engine=aud_engine)
+    body = {"targeting": {"gender": "female", "age": [[18, 60]]}, "funnel": True,
+            "overlap": {"tags": {"any": ["investor"]}}}
+    r = c.post("/v1/reach", json=body)
+    assert r.status_code == 200, r.text
+    a = r.json()
+    exact = aud_engine.reach(body["targeting"], funnel=True, overlap=body["overlap"])
+    assert [s["step"] for s in a["funnel"]] == [s["step"] for s in exact["funnel"]]
+    assert set(a["overlap"]) == {"users", "both", "either"}
+    both = exact["overlap"]["both"]
+    assert both < 100 or abs(a["overlap"]["both"] - both) <= 0.1 * both
+    assert c.post("/v1/reach", json={**body, "funnel": "yes"}).json()["error"]["path"] == "funnel"
+    bad = c.post("/v1/reach", json={**body, "overlap": {"tags": ["no-such-tag"]}})
+    assert bad.status_code == 400 and bad.json()["error"]["path"].startswith("overlap")
