@@ -68,6 +68,7 @@ class CampaignIndex:
     budget: np.ndarray  # float64[n]: daily budget, nan = none
     budgeted: np.ndarray  # int64[]: positions of campaigns with a daily budget
     _live_cache: dict[tuple[int, ...], np.ndarray] = field(default_factory=dict)
+    _neg_cache: dict[tuple[int, ...], list[int]] = field(default_factory=dict)
 
     @property
     def n_campaigns(self) -> int:

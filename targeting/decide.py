@@ -28,7 +28,10 @@ from .stores.base import StateQuery, UserState
 from .taxonomy import UNKNOWN, Taxonomy, gender_index
 
 DAY = 86400.0
-WINDOWS = ("hour", "day", "week")
+_EMPTY_INT = np.zeros(0, dtype=np.int64)
+_EMPTY_FLOAT = np.zeros(0, dtype=np.float64)
+_EMPTY_INT.setflags(write=False)
+_EMPTY_FLOAT.setflags(write=False)
 
 
 @dataclass
@@ -43,10 +46,10 @@ class Pending:
     query: StateQuery | None
     cap_of: dict[int, int] = field(default_factory=dict)  # campaign -> position in query.user_counters
     spend_of: dict[int, int] = field(default_factory=dict)  # campaign -> position in query.shared_counters
-    ranked: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # campaigns, best first
-    values: np.ndarray = field(default_factory=lambda: np.zeros(0))  # eCPM, aligned with ranked
-    pctr: np.ndarray = field(default_factory=lambda: np.zeros(0))  # aligned with ranked
-    below_floor: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # campaigns
+    ranked: np.ndarray = field(default_factory=lambda: _EMPTY_INT)  # campaigns, best first
+    values: np.ndarray = field(default_factory=lambda: _EMPTY_FLOAT)  # eCPM, aligned with ranked
+    pctr: np.ndarray = field(default_factory=lambda: _EMPTY_FLOAT)  # aligned with ranked
+    below_floor: np.ndarray = field(default_factory=lambda: _EMPTY_INT)  # campaigns
     budget_reasons: dict[int, str] = field(default_factory=dict)  # campaign -> budget | pacing | store
 
 
@@ -88,7 +91,7 @@ def prepare(
         camps = owners[first]
     else:
         camps = np.zeros(0, dtype=np.int32)
-    pend = Pending(req, m, p, clauses, np.zeros(0, dtype=np.int64), None, budget_reasons=reasons)
+    pend = Pending(req, m, p, clauses, _EMPTY_INT, None, budget_reasons=reasons)
     if not camps.size:
         return pend
     pctr = (model or _PRIOR).predict(req, camps, index)
@@ -112,7 +115,7 @@ def prepare(
     labels = m.labels
     for ci in pend.needs.tolist():
         c = index.campaigns[ci]
-        if index.has_rt[ci]:
+        if c.spec.uses_retargeting:
             advertisers[c.advertiser] = None
         if c.cap_per is not None:
             pend.cap_of[ci] = len(caps)
@@ -192,14 +195,14 @@ def _eligible_clauses(index: CampaignIndex, ci: int, clauses: np.ndarray) -> lis
 
 def _user_check(index: CampaignIndex, ci: int, pend: Pending, state: UserState) -> str | None:
     """Retargeting (some eligible clause's rules hold) and the frequency cap of campaign ``ci``."""
-    if index.has_rt[ci]:
+    c = index.campaigns[ci]
+    if c.spec.uses_retargeting:
         first = int(index.first_clause[ci])
-        c = index.campaigns[ci]
         mine = _eligible_clauses(index, ci, pend.clauses)
         if not any(_rules_hold(c.clauses[j - first], c.advertiser, pend.request.ts, state) for j in mine):
             return "retargeting"
     if ci in pend.cap_of:
-        cap = index.campaigns[ci].cap_impressions
+        cap = c.cap_impressions
         if cap is not None and state.user_counters[pend.cap_of[ci]] >= cap:
             return "frequency_cap"
     return None

@@ -88,7 +88,8 @@ def match(index: CampaignIndex, p: Point, m: Moment | None) -> np.ndarray:
     neg = _negative_rows(index, p.tags)
     if neg:  # one gather for both sides; the negative rows form the last group
         groups.append(len(pos))
-        ored = np.bitwise_or.reduceat(rows[pos + neg], groups, axis=0)
+        pos.extend(neg)
+        ored = np.bitwise_or.reduceat(rows[pos], groups, axis=0)
         words = np.bitwise_and.reduce(ored[:-1], axis=0)
         words &= ~ored[-1]
     else:
@@ -99,11 +100,19 @@ def match(index: CampaignIndex, p: Point, m: Moment | None) -> np.ndarray:
 
 
 def _negative_rows(index: CampaignIndex, tags: tuple[int, ...]) -> list[int]:
-    """Rows whose clauses fail: ``all`` rows of tags the request lacks, ``none`` rows of tags it has."""
-    neg = [index.all_base + t for t in index.all_tags_list if t not in tags]
-    if index.none_base < index.rows.shape[0]:
-        neg.extend([index.none_base + t for t in tags])
-    return neg
+    """Rows whose clauses fail: ``all`` rows of tags the request lacks, ``none`` rows of tags it has.
+
+    Cached per tag set: real traffic repeats the same few thousand combinations."""
+    cache = index._neg_cache
+    hit = cache.get(tags)
+    if hit is None:
+        hit = [index.all_base + t for t in index.all_tags_list if t not in tags]
+        if index.none_base < index.rows.shape[0]:
+            hit.extend([index.none_base + t for t in tags])
+        if len(cache) > 65536:
+            cache.clear()
+        cache[tags] = hit
+    return hit
 
 
 def first_failures(index: CampaignIndex, p: Point, m: Moment) -> dict[int, str]:
