@@ -51,6 +51,7 @@ class Pending:
     pctr: np.ndarray = field(default_factory=lambda: _EMPTY_FLOAT)  # aligned with ranked
     below_floor: np.ndarray = field(default_factory=lambda: _EMPTY_INT)  # campaigns
     budget_reasons: dict[int, str] = field(default_factory=dict)  # campaign -> budget | pacing | store
+    n_candidates: int = 0  # campaigns above the floor; ``ranked`` may hold only the head of them
 
 
 def point_of(req: Request, tx: Taxonomy, tag_index: dict[str, int]) -> Point:
@@ -99,17 +100,32 @@ def prepare(
     above = values >= req.floor_cpm
     pend.below_floor = camps[~above]
     camps, values, pctr = camps[above], values[above], pctr[above]
-    order = np.argsort(-values, kind="stable")  # camps ascend, so equal eCPMs stay in id order
-    pend.ranked, pend.values, pend.pctr = camps[order], values[order], pctr[order]
-    needs_user = index.needs_user[pend.ranked]
+    n = pend.n_candidates = int(camps.size)
+    # Rank only the head: the top k by eCPM (all ties at the k-th value included, so
+    # the id tie-break stays exact), widened until it holds ``limit`` campaigns that
+    # need no per-user state or everything. ``explain`` ranks everything.
+    k = n if req.explain else min(n, max(4 * req.limit, 64))
+    while True:
+        if k < n:
+            kth = -np.partition(-values, k - 1)[k - 1]
+            head = np.flatnonzero(values >= kth)
+            order = head[np.argsort(-values[head], kind="stable")]  # head ascends: ties stay in id order
+        else:
+            order = np.argsort(-values, kind="stable")
+        ranked = camps[order]
+        needs_user = index.needs_user[ranked]
+        free = np.flatnonzero(~needs_user)
+        if k >= n or free.size >= req.limit:
+            break
+        k *= 4
+    pend.ranked, pend.values, pend.pctr = ranked, values[order], pctr[order]
     if not needs_user.any():
         return pend
-    if req.explain:
-        cut = pend.ranked.size
+    if req.explain or free.size < req.limit:
+        cut = ranked.size
     else:  # contenders: everything ranked above the limit-th campaign that needs no state
-        free = np.flatnonzero(~needs_user)
-        cut = int(free[req.limit - 1]) + 1 if free.size >= req.limit else pend.ranked.size
-    pend.needs = pend.ranked[:cut][needs_user[:cut]]
+        cut = int(free[req.limit - 1]) + 1
+    pend.needs = ranked[:cut][needs_user[:cut]]
     advertisers: dict[str, None] = {}
     caps: list[str] = []
     labels = m.labels
@@ -164,7 +180,7 @@ def finish(
     answer: dict[str, object] = {
         "request_id": req.request_id,
         "decisions": decisions,
-        "eligible": int(pend.ranked.size - len(rejected)),
+        "eligible": int(pend.n_candidates - len(rejected)),
         "degraded": list(degraded),
         "index_version": index.version,
     }

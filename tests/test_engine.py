@@ -225,3 +225,36 @@ def test_shipped_rules_serve(tx: Taxonomy) -> None:
     ans = e.decide({"user_id": "u", "geo": {"city": "深圳"}, "gender": "male", "age": 30,
                     "tags": ["car_lover"], "explain": True})
     assert ans["decisions"] and set(ans["explain"]["eligible"]) >= set(ids(ans))
+
+
+def test_head_only_ranking_equals_full_ranking(tx: Taxonomy) -> None:
+    """Decide ranks only the head of many candidates; explain ranks them all. Same answers,
+    ties (integer bids) and per-user checks (caps already reached) included."""
+    import random
+
+    from targeting.gen import generate_campaigns
+
+    rng = random.Random(1)
+    raw = generate_campaigns(1500, tx, seed=7)
+    for c in raw:
+        for k in ("daily_budget", "start", "end"):  # all serving today, budgets aside
+            c.pop(k, None)
+        (kind, amount), = c["bid"].items()
+        c["bid"] = {kind: float(max(1, round(amount)))}  # integer bids: many ties
+        if rng.random() < 0.9:  # most campaigns need per-user state: the head must widen
+            c["frequency_cap"] = {"impressions": 1, "per": "week"}
+    e = engine(tx, raw)
+    capped = [c["id"] for c in raw if "frequency_cap" in c]
+    seen = [{"user_id": f"u{i}", "campaign_id": cid} for i in range(5) for cid in capped]
+    for start in range(0, len(seen), 5000):  # u0..u4 have used up every cap
+        assert not e.record_impressions(seen[start:start + 5000])["errors"]
+    cities = [c for p in tx.provinces for c in tx.cities_of(p)]
+    heads = 0
+    for i in range(60):
+        req = {"user_id": f"u{i % 10}", "geo": {"city": rng.choice(cities)}, "age": rng.randint(18, 60),
+               "gender": rng.choice(["male", "female"]), "tags": rng.sample(tx.tag_ids, 3), "limit": 10}
+        fast, full = e.decide(req), e.decide({**req, "explain": True})
+        assert fast["decisions"] == full["decisions"]
+        assert fast["eligible"] >= full["eligible"]  # unchecked contenders are not known rejects
+        heads += full["eligible"] > 64
+    assert heads > 20  # many requests had more candidates than the head
