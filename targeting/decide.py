@@ -131,7 +131,7 @@ def prepare(
     labels = m.labels
     for ci in pend.needs.tolist():
         c = index.campaigns[ci]
-        if c.spec.uses_retargeting:
+        if index.has_rt_list[ci]:
             advertisers[c.advertiser] = None
         if c.cap_per is not None:
             pend.cap_of[ci] = len(caps)
@@ -167,16 +167,15 @@ def finish(
                     break
     else:
         top = list(range(min(req.limit, pend.ranked.size)))
-    decisions = []
-    for k in top:
-        c = index.campaigns[int(pend.ranked[k])]
-        decisions.append({
-            "campaign_id": c.id,
-            "advertiser": c.advertiser,
-            "ecpm": round(float(pend.values[k]), 6),
-            "pctr": round(float(pend.pctr[k]), 6),
-            "bid": {c.bid_type: c.bid},
-        })
+    sel = np.asarray(top, dtype=np.int64)
+    decisions = [
+        {"campaign_id": c.id, "advertiser": c.advertiser, "ecpm": v, "pctr": q, "bid": {c.bid_type: c.bid}}
+        for c, v, q in zip(
+            (index.campaigns[ci] for ci in pend.ranked[sel].tolist()),
+            np.round(pend.values[sel], 6).tolist(),
+            np.round(pend.pctr[sel], 6).tolist(),
+        )
+    ]
     answer: dict[str, object] = {
         "request_id": req.request_id,
         "decisions": decisions,
@@ -212,7 +211,7 @@ def _eligible_clauses(index: CampaignIndex, ci: int, clauses: np.ndarray) -> lis
 def _user_check(index: CampaignIndex, ci: int, pend: Pending, state: UserState) -> str | None:
     """Retargeting (some eligible clause's rules hold) and the frequency cap of campaign ``ci``."""
     c = index.campaigns[ci]
-    if c.spec.uses_retargeting:
+    if index.has_rt_list[ci]:
         first = int(index.first_clause[ci])
         mine = _eligible_clauses(index, ci, pend.clauses)
         if not any(_rules_hold(c.clauses[j - first], c.advertiser, pend.request.ts, state) for j in mine):
