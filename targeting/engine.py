@@ -71,6 +71,7 @@ class Engine:
         self._snap = Snapshot(index, model or PriorModel())
         self._reload_lock = threading.Lock()
         self._spend = SpendMirror(ttl=budget_refresh_s, max_stale=budget_max_stale_s)
+        self._warned = -1e9
         self.stats: Tally[str] = Tally()
 
     # ------------------------------------------------------------ building
@@ -161,7 +162,10 @@ class Engine:
             except StoreUnavailable as e:
                 degraded = ["store_unavailable"]
                 self.stats["store_unavailable"] += 1
-                log.warning("store unavailable, skipping campaigns that need it: %s", e)
+                if time.monotonic() - self._warned > 10:  # one line per 10 s, not one per decision
+                    self._warned = time.monotonic()
+                    log.warning("store unavailable, skipping campaigns that need it "
+                                "(%d degraded decisions so far): %s", self.stats["store_unavailable"], e)
         for i, p in pendings:
             needs_state = p.query is not None
             why = list(degraded if needs_state else ())
