@@ -29,15 +29,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from targeting import Engine  # noqa: E402
-from targeting.compiler import compile_campaigns  # noqa: E402
-from targeting.decide import point_of, prepare  # noqa: E402
-from targeting.gen import generate_campaigns  # noqa: E402
-from targeting.matcher import moment  # noqa: E402
-from targeting.request import parse_request  # noqa: E402
-from targeting.rules import validate_campaigns  # noqa: E402
-from targeting.spec import clause_matches  # noqa: E402
-from targeting.taxonomy import Taxonomy  # noqa: E402
+from targeting import Engine
+from targeting.compiler import compile_campaigns
+from targeting.decide import point_of, prepare
+from targeting.gen import generate_campaigns
+from targeting.matcher import moment
+from targeting.request import parse_request
+from targeting.rules import validate_campaigns
+from targeting.spec import clause_matches
+from targeting.taxonomy import Taxonomy
 
 
 def random_requests(tx: Taxonomy, n: int, seed: int) -> list[dict[str, Any]]:

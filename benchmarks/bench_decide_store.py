@@ -23,18 +23,18 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "benchmarks")]
 
-from bench_decide import random_requests  # noqa: E402
-from redis_server import RedisServer  # noqa: E402
+from bench_decide import random_requests
+from redis_server import RedisServer
 
-from targeting import Engine  # noqa: E402
-from targeting.compiler import compile_campaigns  # noqa: E402
-from targeting.gen import generate_campaigns  # noqa: E402
-from targeting.rules import validate_campaigns  # noqa: E402
-from targeting.spec import EVENTS  # noqa: E402
-from targeting.stores import MemoryStore  # noqa: E402
-from targeting.stores.breaker import CircuitBreaker  # noqa: E402
-from targeting.stores.redis import RedisStore  # noqa: E402
-from targeting.taxonomy import Taxonomy  # noqa: E402
+from targeting import Engine
+from targeting.compiler import compile_campaigns
+from targeting.gen import generate_campaigns
+from targeting.rules import validate_campaigns
+from targeting.spec import EVENTS
+from targeting.stores import MemoryStore
+from targeting.stores.breaker import CircuitBreaker
+from targeting.stores.redis import RedisStore
+from targeting.taxonomy import Taxonomy
 
 
 def campaigns(n: int, tx: Taxonomy) -> list[dict[str, Any]]:

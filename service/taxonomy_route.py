@@ -81,7 +81,9 @@ def get_taxonomy(request: Request) -> Response:
     service = getattr(app_state, "targeting", None)
     if service is not None:
         service.principal(request)  # any valid key may read the vocabulary
-    engine = getattr(app_state, "engine", None) or service.engine
+    engine = getattr(app_state, "engine", None) or getattr(service, "engine", None)
+    if engine is None:
+        raise RuntimeError("the taxonomy route needs app.state.engine or app.state.targeting")
     body, etag = _encoded(engine.taxonomy)
     headers = {"ETag": etag, "Cache-Control": "no-cache"}
     if request.headers.get("if-none-match") == etag:

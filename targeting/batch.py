@@ -419,7 +419,9 @@ class _ReopenProfiles:
 
 def _memory_snapshot(store: Any) -> Any:
     """A consistent copy of a MemoryStore to ship to workers (it pickles itself)."""
-    copy = type(store).__new__(type(store))
+    from .stores.memory import MemoryStore
+
+    copy = MemoryStore.__new__(MemoryStore)
     copy.__setstate__(store.__getstate__())
     return copy
 

@@ -23,6 +23,7 @@ from .compiler import CampaignIndex
 from .matcher import Moment, Point, first_failures, match, moment, sorted_tag_indices
 from .request import Request
 from .scoring import ClickModel, PriorModel, ecpm
+from .spec import Clause
 from .state import budget_allows, cap_key
 from .stores.base import StateQuery, UserState
 from .taxonomy import UNKNOWN, Taxonomy, gender_index
@@ -223,14 +224,15 @@ def _user_check(index: CampaignIndex, ci: int, pend: Pending, state: UserState) 
     return None
 
 
-def _rules_hold(cl: object, advertiser: str, now: float, state: UserState) -> bool:
+def _rules_hold(cl: Clause, advertiser: str, now: float, state: UserState) -> bool:
+    """Every ``any`` list has a rule seen within its window, and no ``none`` rule is."""
+
     def seen(event: str, days: int) -> bool:
         ts = state.events.get((advertiser, event))
         return ts is not None and now - days * DAY <= ts <= now + 300
 
-    rt_any = getattr(cl, "rt_any")
-    rt_none = getattr(cl, "rt_none")
-    return all(any(seen(e, d) for e, d in rules) for rules in rt_any) and not any(seen(e, d) for e, d in rt_none)
+    return all(any(seen(e, d) for e, d in rules) for rules in cl.rt_any) and not any(
+        seen(e, d) for e, d in cl.rt_none)
 
 
 def state_check(index: CampaignIndex, clause: int, ci: int, pend: Pending, state: UserState) -> str | None:
@@ -240,9 +242,9 @@ def state_check(index: CampaignIndex, clause: int, ci: int, pend: Pending, state
     cl = c.clauses[clause - int(index.first_clause[ci])]
     if (cl.rt_any or cl.rt_none) and not _rules_hold(cl, c.advertiser, pend.request.ts, state):
         return "retargeting"
-    if ci in pend.cap_of and c.cap_impressions is not None:
-        if state.user_counters[pend.cap_of[ci]] >= c.cap_impressions:
-            return "frequency_cap"
+    if ci in pend.cap_of and c.cap_impressions is not None \
+            and state.user_counters[pend.cap_of[ci]] >= c.cap_impressions:
+        return "frequency_cap"
     if ci in pend.spend_of and c.daily_budget is not None:
         frac = pend.moment.day_fraction[index.zone_of[ci]]
         return budget_allows(state.shared_counters[pend.spend_of[ci]], c.daily_budget, frac)

@@ -265,7 +265,7 @@ class Engine:
         if len(rows) > 10 * MAX_BATCH:
             raise TargetingError(f"at most {10 * MAX_BATCH} events per call", path="events", code="too_large")
         known = {c.advertiser for c in self._snap.index.campaigns}
-        good, errors = parse_events(list(rows), known, self.clock())
+        good, errors = parse_events([dict(r) if isinstance(r, Mapping) else r for r in rows], known, self.clock())
         if good:
             try:
                 self.store.add_events(good, self.event_ttl())

@@ -6,6 +6,7 @@ for reach and export lives in :mod:`targeting.audience`.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -59,4 +60,4 @@ def _ints(table: pa.Table, name: str) -> np.ndarray:
 
 
 def _opt(v: float) -> int | None:
-    return None if v != v or v < 0 else int(v)
+    return None if math.isnan(v) or v < 0 else int(v)

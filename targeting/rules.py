@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -94,7 +95,7 @@ def load_rules(rules_dir: str | Path, taxonomy: Taxonomy) -> RuleSet:
         digest.update(f.name.encode() + b"\0" + text)
         name = str(f.relative_to(root.parent)) if root.parent != Path() else str(f)
         try:
-            docs.append((name, yaml.load(text, Loader=_StrictLoader)))  # noqa: S506 - a SafeLoader
+            docs.append((name, yaml.load(text, Loader=_StrictLoader)))
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             where = f"line {mark.line + 1}" if mark else "file"
@@ -228,7 +229,7 @@ def _campaign(raw: Any, i: int, fname: str, tx: Taxonomy) -> tuple[Campaign | No
     except SpecError as e:
         for path, reason in e.problems:
             fail(path, reason)
-    if errs:
+    if errs or not (isinstance(cid, str) and isinstance(adv, str) and isinstance(category, str)):
         return None, errs
     return (
         Campaign(
@@ -257,4 +258,4 @@ def _date(v: Any, path: str, fail: Any) -> dt.date | None:
 
 
 def _positive(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 and v == v and v != float("inf")
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0

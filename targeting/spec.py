@@ -341,7 +341,7 @@ class _Parser:
             ranges: list[Any] = [[value.get("min", 0), value.get("max", MAX_AGE)]]
             extra = set(value) - {"min", "max"}
             if extra:
-                self.fail(f"{path}.{sorted(extra)[0]}", "unknown key; expected min and max")
+                self.fail(f"{path}.{min(extra)}", "unknown key; expected min and max")
             paths = [path]
         elif isinstance(value, (list, tuple)) and len(value) == 2 and all(_is_int(v) for v in value):
             ranges, paths = [list(value)], [path]
@@ -416,7 +416,7 @@ class _Parser:
             if not (isinstance(g, (list, tuple)) and len(g) == 7):
                 self.fail(f"{path}.grid", "grid is 7 strings (Monday first) of 24 or 48 '0'/'1'")
                 return None
-            slots = set()
+            slots: set[int] = set()
             for d, row in enumerate(g):
                 if not (isinstance(row, str) and len(row) in (24, 48) and set(row) <= {"0", "1"}):
                     self.fail(f"{path}.grid[{d}]", "each grid row is 24 (hours) or 48 (half hours) '0'/'1'")

@@ -7,6 +7,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+import strategies as S
 from hypothesis import HealthCheck, event, given, reject, settings
 from hypothesis import strategies as st
 
@@ -16,8 +17,6 @@ from targeting.request import parse_request
 from targeting.rules import validate_campaigns
 from targeting.spec import EVENTS, Features, matches
 from targeting.stores import Event, MemoryStore
-
-import strategies as S
 
 DAY = 86400
 

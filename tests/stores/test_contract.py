@@ -236,7 +236,7 @@ def test_users_with_events_optional_ability(backend: Backend) -> None:
         ],
         DAY * 30,
     )
-    find = getattr(store, "users_with_events")
+    find = store.users_with_events
     assert find("acme", {"visit", "add_to_cart"}, now - DAY) == {"u1", "u:2*"}
     assert find("acme", {"visit"}, now - 30 * DAY) == {"u1", "old"}
     assert find("acme", {"purchase"}, 0) == set()
