@@ -279,47 +279,31 @@ class _Parser:
         return (list(inc) if inc is not None else None), list(exc)
 
     def geo(self, value: Any, path: str) -> dict[str, Any]:
-        inc, exc = self._include_exclude(value, path)
-        sub = ".include" if isinstance(value, Mapping) else ""
-
-        scalar = not isinstance(value, (list, tuple, Mapping))
-
-        def places(items: list[Any], p: str) -> frozenset[int]:
-            out = set()
-            for i, item in enumerate(items):
-                try:
-                    out.add(self.tx.resolve_place(item, p if scalar else f"{p}[{i}]"))
-                except TargetingError as e:
-                    self.fail(e.path or p, e.message)
-            return frozenset(out)
-
-        out: dict[str, Any] = {}
-        if inc is not None:
-            out["geo_include"] = places(inc, path + sub)
-        if exc:
-            out["geo_exclude"] = places(exc, path + ".exclude")
-        return out
+        return self._sides(value, path, "geo", self.tx.resolve_place)
 
     def scene(self, value: Any, path: str) -> dict[str, Any]:
-        inc, exc = self._include_exclude(value, path)
-        sub = ".include" if isinstance(value, Mapping) else ""
+        return self._sides(value, path, "scene", self.tx.check_scene)
 
+    def _sides(self, value: Any, path: str, name: str, resolve: Callable[[Any, str], Any]) -> dict[str, Any]:
+        """``{name}_include`` / ``{name}_exclude`` of an include/exclude dimension, each
+        value checked by ``resolve(value, path)``; paths index lists, never scalars."""
+        inc, exc = self._include_exclude(value, path)
         scalar = not isinstance(value, (list, tuple, Mapping))
 
-        def scenes(items: list[Any], p: str) -> frozenset[str]:
+        def check(items: list[Any], p: str) -> frozenset[Any]:
             out = set()
             for i, item in enumerate(items):
                 try:
-                    out.add(self.tx.check_scene(item, p if scalar else f"{p}[{i}]"))
+                    out.add(resolve(item, p if scalar else f"{p}[{i}]"))
                 except TargetingError as e:
                     self.fail(e.path or p, e.message)
             return frozenset(out)
 
         out: dict[str, Any] = {}
         if inc is not None:
-            out["scene_include"] = scenes(inc, path + sub)
+            out[f"{name}_include"] = check(inc, path + (".include" if isinstance(value, Mapping) else ""))
         if exc:
-            out["scene_exclude"] = scenes(exc, path + ".exclude")
+            out[f"{name}_exclude"] = check(exc, path + ".exclude")
         return out
 
     def gender(self, value: Any, path: str) -> frozenset[str] | None:
