@@ -165,7 +165,7 @@ class Engine:
                 if time.monotonic() - self._warned > 10:  # one line per 10 s, not one per decision
                     self._warned = time.monotonic()
                     log.warning("store unavailable, skipping campaigns that need it "
-                                "(%d degraded decisions so far): %s", self.stats["store_unavailable"], e)
+                                "(%d failed store calls so far): %s", self.stats["store_unavailable"], e)
         for i, p in pendings:
             needs_state = p.query is not None
             why = list(degraded if needs_state else ())
