@@ -31,7 +31,7 @@ from .compiler import CampaignIndex
 from .decide import Pending, state_check
 from .request import DEFAULT_LIMIT, Request
 from .scoring import ClickModel, PriorModel, ecpm
-from .state import PACING_SLACK, window_bucket
+from .state import PACING_SLACK, cap_key, spend_key, window_bucket
 from .stores.base import StateQuery, StateStore, StoreUnavailable, UserState
 from .taxonomy import Taxonomy
 
@@ -212,8 +212,8 @@ def _state_meta(index: CampaignIndex) -> _StateMeta:
         hit = _StateMeta(
             cap_n=np.array([c.cap_impressions if k else np.inf for c, k in zip(cs, capped)], dtype=np.float64),
             cap_per=np.array([WINDOWS.index(c.cap_per) if k else -1 for c, k in zip(cs, capped)], dtype=np.int8),
-            cap_prefix=np.array([f"cap:{c.id}:" for c in cs], dtype=object),
-            spend_prefix=np.array([f"spend:{c.id}:" for c in cs], dtype=object),
+            cap_prefix=np.array([cap_key(c.id, "") for c in cs], dtype=object),
+            spend_prefix=np.array([spend_key(c.id, "") for c in cs], dtype=object),
             budget=np.array([np.nan if c.daily_budget is None else c.daily_budget for c in cs]),
             advertiser=np.array([adv_pos[c.advertiser] for c in cs], dtype=np.int32),
             advertisers=advs,

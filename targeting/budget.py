@@ -23,7 +23,7 @@ import numpy as np
 from . import bitset
 from .compiler import CampaignIndex
 from .matcher import Moment
-from .state import PACING_SLACK
+from .state import PACING_SLACK, spend_key
 from .stores.base import StateQuery, StateStore, StoreUnavailable
 
 
@@ -92,7 +92,7 @@ class SpendMirror:
 
     def _fetch(self, index: CampaignIndex, days: tuple[str, ...], store: StateStore) -> np.ndarray:
         zone_of = index.zone_of[index.budgeted].tolist()
-        keys = tuple(f"spend:{index.ids[ci]}:{days[z]}" for ci, z in zip(index.budgeted.tolist(), zone_of))
+        keys = tuple(spend_key(index.ids[ci], days[z]) for ci, z in zip(index.budgeted.tolist(), zone_of))
         state = store.fetch([StateQuery("", (), (), keys)])[0]
         return np.asarray(state.shared_counters, dtype=np.float64)
 

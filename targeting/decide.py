@@ -136,7 +136,7 @@ def prepare(
             advertisers[c.advertiser] = None
         if c.cap_per is not None:
             pend.cap_of[ci] = len(caps)
-            caps.append(f"cap:{c.id}:{labels[index.zone_of[ci]][c.cap_per]}")
+            caps.append(cap_key(c.id, labels[index.zone_of[ci]][c.cap_per]))
     pend.query = StateQuery(req.user_id, tuple(advertisers), tuple(caps), ())
     return pend
 
@@ -253,4 +253,4 @@ def state_check(index: CampaignIndex, clause: int, ci: int, pend: Pending, state
 
 _state_check = state_check  # the batch scorer's original name
 
-__all__ = ["Pending", "cap_key", "finish", "point_of", "prepare", "state_check"]
+__all__ = ["Pending", "finish", "point_of", "prepare", "state_check"]

@@ -20,7 +20,7 @@ from .request import Request, parse_request, parse_ts
 from .rules import load_rules
 from .scoring import ClickModel, PriorModel
 from .spec import MAX_WINDOW_DAYS, Spec, parse_spec
-from .state import cap_key, counter_ttl, impression_cost, spend_key, window_bucket
+from .state import cap_key, counter_ttl, impression_cost, spend_key
 from .stores import Counter, StateStore, StoreUnavailable, open_store
 from .taxonomy import Taxonomy
 
@@ -232,9 +232,9 @@ class Engine:
                 errors.append({"index": i, **e.to_dict()})
                 continue
             c = idx.campaigns[pos]
-            local = moment(idx.zones, ts).local[idx.zone_of[pos]]
+            labels = moment(idx.zones, ts).labels[idx.zone_of[pos]]
             if c.cap_per is not None:
-                counters.append(Counter(uid, cap_key(c.id, c.cap_per, local), 1, counter_ttl(c.cap_per)))
+                counters.append(Counter(uid, cap_key(c.id, labels[c.cap_per]), 1, counter_ttl(c.cap_per)))
             if c.daily_budget is not None or c.bid_type == "cpc":
                 pctr = 0.0
                 if c.bid_type == "cpc" and price is None:
@@ -243,8 +243,8 @@ class Engine:
                         req = req.with_profile(self.profiles.lookup(uid))
                     pctr = float(snap.model.predict(req, np.array([pos]), idx)[0])
                 cost = impression_cost(price, c.bid_type, c.bid, pctr)
-                counters.append(Counter("", spend_key(c.id, local), cost, counter_ttl("day")))
-                spent.append((pos, window_bucket("day", local), cost))
+                counters.append(Counter("", spend_key(c.id, labels["day"]), cost, counter_ttl("day")))
+                spent.append((pos, labels["day"], cost))
             accepted += 1
         if counters:
             try:

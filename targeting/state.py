@@ -27,15 +27,16 @@ def window_bucket(per: str, local: dt.datetime) -> str:
     raise ValueError(f"unknown window {per!r}")
 
 
-def cap_key(campaign_id: str, per: str, local: dt.datetime) -> str:
-    """Frequency-cap counter key of a user for ``campaign_id`` in the window holding ``local``."""
-    return f"cap:{campaign_id}:{window_bucket(per, local)}"
+def cap_key(campaign_id: str, window: str) -> str:
+    """Frequency-cap counter key of a user for ``campaign_id`` in the window labelled
+    ``window`` (:func:`window_bucket`); ``window=""`` gives the prefix, for bulk builders."""
+    return f"cap:{campaign_id}:{window}"
 
 
-def spend_key(campaign_id: str, local: dt.datetime) -> str:
-    """Per-campaign spend counter for the local day holding ``local``
-    (:class:`targeting.budget.SpendMirror` builds the same keys in bulk)."""
-    return f"spend:{campaign_id}:{window_bucket('day', local)}"
+def spend_key(campaign_id: str, day: str) -> str:
+    """Per-campaign spend counter for the local day labelled ``day`` (``window_bucket("day", …)``);
+    ``day=""`` gives the prefix."""
+    return f"spend:{campaign_id}:{day}"
 
 
 def counter_ttl(per: str) -> int:
