@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import numpy as np
 
 WORD = 64
@@ -11,14 +9,6 @@ WORD = 64
 
 def n_words(n_bits: int) -> int:
     return max(1, (n_bits + WORD - 1) // WORD)
-
-
-def from_indices(indices: Iterable[int], n_bits: int) -> np.ndarray:
-    """uint64[n_words(n_bits)] with the given bits set."""
-    bools = np.zeros(n_words(n_bits) * WORD, dtype=bool)
-    idx = np.fromiter(indices, dtype=np.int64)
-    bools[idx] = True
-    return pack(bools)
 
 
 def pack(bools: np.ndarray) -> np.ndarray:
@@ -43,7 +33,3 @@ def to_indices(words: np.ndarray) -> np.ndarray:
     bits = np.unpackbits(words[nz].view(np.uint8), bitorder="little").reshape(nz.size, WORD)
     rows, cols = np.nonzero(bits)
     return nz[rows] * WORD + cols
-
-
-def count(words: np.ndarray) -> int:
-    return int(np.bitwise_count(words).sum())

@@ -37,12 +37,6 @@ class SpendMirror:
         self._spend: dict[tuple[str, tuple[str, ...]], tuple[float, np.ndarray]] = {}
         self._blocked: dict[tuple[object, ...], tuple[np.ndarray, dict[int, str]]] = {}
 
-    def invalidate(self) -> None:
-        """Forget the mirror."""
-        with self._lock:
-            self._spend.clear()
-            self._blocked.clear()
-
     def add(self, index: CampaignIndex, campaign: int, day: str, cost: float) -> None:
         """Spend this process just recorded (and wrote to the store): applied to the
         mirror at once, so our own impressions never wait for a refresh."""

@@ -50,9 +50,6 @@ def load_engine(rules: str, profiles: str | None = None, store: str | None = Non
                 model: str | None = None) -> Any:
     """``Engine.load`` with command-line errors: unknown store URLs, missing paths.
 
-    When profiles are given but the audience index is not installed, decide still
-    gets profile lookups from the simple columnar :class:`targeting.profiles.Profiles`
-    (reach and export then answer "unavailable").
     """
     from .engine import Engine
 
@@ -69,25 +66,11 @@ def load_engine(rules: str, profiles: str | None = None, store: str | None = Non
         if store is not None and "store" in str(e):
             raise UsageError(str(e), path="--store") from None
         raise
-    except ImportError as e:
-        if profiles is None or not (e.name or "").startswith("targeting.audience"):
-            raise
-        log.warning("the audience index is not installed (%s): profiles serve decide lookups only; "
-                    "reach and export are unavailable", e)
-        from .profiles import Profiles
-
-        engine = Engine.load(rules, profiles=None, store=store, model=model)
-        engine.profiles = Profiles.load(profiles)
-        return engine
 
 
-def demo_profiles(rules: str) -> str | None:
-    """The generated demo population (made on first use), or None if that module is missing."""
-    try:
-        from .population import ensure_demo_population
-    except ImportError as e:
-        log.warning("no demo population (%s); serving without profiles", e)
-        return None
+def demo_profiles(rules: str) -> str:
+    """The generated demo population (made on first use, then reused)."""
+    from .population import ensure_demo_population
     from .taxonomy import Taxonomy
 
     tx = Taxonomy.load(Path(rules) / "taxonomy")
@@ -118,19 +101,6 @@ def read_spec(source: str) -> Any:
 def emit(value: Any, compact: bool = False) -> None:
     opts = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY | (0 if compact else orjson.OPT_INDENT_2)
     sys.stdout.write(orjson.dumps(value, option=opts).decode() + "\n")
-
-
-def need(module: str, what: str) -> Any:
-    """Import an optional part of the product, or fail with a clear message."""
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as e:
-        if (e.name or "").startswith("targeting"):
-            raise UsageError(f"`targeting {what}` needs {module}, which is not installed in this build",
-                             path=what) from None
-        raise
 
 
 def positive_int(text: str) -> int:
@@ -231,7 +201,8 @@ def cmd_export(a: argparse.Namespace) -> int:
 
 
 def cmd_score(a: argparse.Namespace) -> int:
-    batch = need("targeting.batch", "score")
+    from . import batch
+
     requests = _one(a.requests_pos, a.requests, "REQUESTS")
     engine = load_engine(a.rules, a.profiles, a.store, a.model)
     result = batch.score(engine, requests, a.out, scheduler=a.scheduler, summary=a.summary,
@@ -241,7 +212,8 @@ def cmd_score(a: argparse.Namespace) -> int:
 
 
 def cmd_train(a: argparse.Namespace) -> int:
-    model = need("targeting.model", "train")
+    from . import model
+
     a.log = _one(a.log_pos, a.log, "LOG")
     if not Path(a.log).exists():
         raise UsageError(f"no such click log: {a.log}", path="--log")
@@ -259,23 +231,27 @@ def cmd_gen(a: argparse.Namespace) -> int:
         paths = write_campaigns(generate_campaigns(a.n, tx, seed=a.seed), a.out)
         print(f"wrote {a.n} campaigns to {len(paths)} file(s) in {a.out}")
     elif a.what == "population":
-        pop = need("targeting.population", "gen population")
+        from . import population as pop
+
         path = pop.generate_population(a.out, a.users, taxonomy=tx, seed=a.seed, shard_rows=a.shard_rows,
                                        progress=not a.quiet)
         print(f"wrote {a.users} profiles to {path}")
     elif a.what == "log":
-        clicklog = need("targeting.clicklog", "gen log")
+        from . import clicklog
+
         engine = load_engine(a.rules)
         emit(clicklog.generate_log(a.out, a.rows, engine=engine, seed=a.seed, progress=not a.quiet))
     else:
-        clicklog = need("targeting.clicklog", "gen requests")
+        from . import clicklog
+
         clicklog.generate_requests(a.out, a.rows, taxonomy=tx, seed=a.seed, progress=not a.quiet)
         print(f"wrote {a.rows} requests to {a.out}")
     return 0
 
 
 def cmd_events_load(a: argparse.Namespace) -> int:
-    events = need("targeting.events", "events load")
+    from . import events
+
     if not Path(a.file).is_file():
         raise UsageError(f"no such events file: {a.file}", path="FILE")
     engine = load_engine(a.rules, None, a.store, None)
@@ -421,11 +397,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TargetingError as e:
         for path, reason in getattr(e, "problems", None) or [(e.path, e.message)]:
             print(f"error: {path}: {reason}" if path else f"error: {reason}", file=sys.stderr)
-        return 2
-    except ModuleNotFoundError as e:
-        if not (e.name or "").startswith("targeting"):
-            raise
-        print(f"error: this build has no {e.name}, which `targeting {args.command}` needs", file=sys.stderr)
         return 2
     except OSError as e:
         print(f"error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)

@@ -17,7 +17,6 @@ The matcher then needs one gather and a couple of reductions per request.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -196,6 +195,3 @@ def _fill(col: np.ndarray, base: int, size: int, allowed: frozenset[int] | None)
         for v in allowed:
             col[base + v] = True
 
-
-def day_ordinal(d: dt.date) -> int:
-    return d.toordinal()

@@ -19,8 +19,6 @@ from . import bitset
 from .compiler import CampaignIndex
 from .state import window_bucket
 
-DIMENSION_ORDER = ("status", "flight", "geo", "time", "gender", "age", "tags", "scene")
-
 
 @dataclass(frozen=True, slots=True)
 class Moment:
@@ -117,7 +115,7 @@ def _negative_rows(index: CampaignIndex, tags: tuple[int, ...]) -> list[int]:
 
 def first_failures(index: CampaignIndex, p: Point, m: Moment) -> dict[int, str]:
     """For each campaign rejected by targeting: the first dimension (in
-    ``DIMENSION_ORDER``) that rejected it. Keys are campaign positions.
+    the order status, flight, geo, time, gender, age, tags, scene) that rejected it. Keys are campaign positions.
 
     For a campaign with several clauses, the clause that got furthest decides.
     Slower than :func:`match`; used only for ``explain``.

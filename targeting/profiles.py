@@ -56,7 +56,7 @@ class Profiles:
 def _ints(table: pa.Table, name: str) -> np.ndarray:
     if name not in table.column_names:
         return np.full(table.num_rows, -1, dtype=np.int64)
-    return table.column(name).to_numpy(zero_copy_only=False).astype(np.float64).__array__()
+    return np.asarray(table.column(name).to_numpy(zero_copy_only=False), dtype=np.float64)  # nulls → nan
 
 
 def _opt(v: float) -> int | None:

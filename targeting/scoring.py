@@ -37,10 +37,3 @@ def ecpm(index: CampaignIndex, campaigns: np.ndarray, pctr: np.ndarray) -> np.nd
     bid = index.bid[campaigns]
     return np.where(index.is_cpc[campaigns], bid * pctr * 1000.0, bid)
 
-
-def rank(campaigns: np.ndarray, values: np.ndarray, floor: float, limit: int) -> np.ndarray:
-    """Positions into ``campaigns`` ordered by eCPM descending, ties by campaign id
-    (campaign positions are id-ordered), dropping those under ``floor``; at most ``limit``."""
-    keep = np.flatnonzero(values >= floor)
-    order = np.lexsort((campaigns[keep], -values[keep]))
-    return keep[order[:limit]]

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import TargetingError
-from .taxonomy import AGE_DOMAIN, GENDERS, MAX_AGE, SLOTS, UNKNOWN, WEEKDAYS, Taxonomy
+from .taxonomy import GENDERS, MAX_AGE, SLOTS, WEEKDAYS, Taxonomy
 
 DIMENSIONS = ("geo", "time", "gender", "age", "tags", "scene", "retargeting", "any_of")
 EVENTS = ("visit", "click", "add_to_cart", "purchase")
@@ -615,6 +615,6 @@ def clause_matches(c: Clause, geo: int, gender: int, age: int, scene: int, slot:
 
 
 __all__ = [
-    "AGE_DOMAIN", "EVENTS", "UNKNOWN", "Clause", "Features", "Spec", "SpecError",
+    "EVENTS", "Clause", "Features", "Spec", "SpecError",
     "clause_matches", "matches", "parse_spec",
 ]

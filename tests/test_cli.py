@@ -132,14 +132,6 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
         assert "error:" in capsys.readouterr().err
 
 
-def test_missing_module_is_a_clear_error() -> None:
-    from targeting.cli import UsageError, need
-
-    with pytest.raises(UsageError) as e:
-        need("targeting.not_built_yet", "score")
-    assert e.value.message == "`targeting score` needs targeting.not_built_yet, which is not installed in this build"
-
-
 def test_real_exit_code_and_no_traceback(tmp_path: Path) -> None:
     p = subprocess.run([sys.executable, "-m", "targeting.cli", "decide", "--rules", str(rules(tmp_path / "r"))],
                        input='{"user_id": "u", "age": "old"}', capture_output=True, text=True, cwd=REPO, check=False)
