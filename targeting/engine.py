@@ -264,7 +264,7 @@ class Engine:
             raise TargetingError("events is a list", path="events")
         if len(rows) > 10 * MAX_BATCH:
             raise TargetingError(f"at most {10 * MAX_BATCH} events per call", path="events", code="too_large")
-        known = {c.advertiser for c in self._snap.index.campaigns}
+        known = self._snap.index.advertisers
         good, errors = parse_events([dict(r) if isinstance(r, Mapping) else r for r in rows], known, self.clock())
         if good:
             try:
@@ -276,14 +276,7 @@ class Engine:
 
     def event_ttl(self) -> int:
         """Events live as long as the longest retargeting window in force (at least 30 days)."""
-        windows = [
-            d
-            for c in self._snap.index.campaigns
-            for cl in c.clauses
-            for rules in (*cl.rt_any, tuple(cl.rt_none))
-            for _, d in rules
-        ]
-        days = max([MIN_EVENT_TTL_DAYS, *windows])
+        days = max(MIN_EVENT_TTL_DAYS, self._snap.index.longest_window_days)
         return min(days, MAX_WINDOW_DAYS) * 86400 + 86400
 
     # ------------------------------------------------------------- rules

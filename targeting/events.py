@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from collections.abc import Set as AbstractSet
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -62,7 +63,7 @@ def parse_ts(value: Any) -> float:
 
 
 def parse_events(
-    rows: list[dict[str, Any]], known_advertisers: set[str] | None, now: float
+    rows: list[dict[str, Any]], known_advertisers: AbstractSet[str] | None, now: float
 ) -> tuple[list[Event], list[dict[str, Any]]]:
     """Validate ``rows`` (``user_id``, ``advertiser``, ``event``, ``ts``).
 
