@@ -8,8 +8,8 @@ Environment:
   BENCH_OUT      where to write exact client-side latencies (JSON) at the end
   BENCH_KEY      API key, when the server runs with --auth
 
-Request bodies are drawn from a fixed pool of realistic impressions (random
-city, gender, age, tags, scene, now) so the server sees varied candidate sets.
+Request bodies are drawn from a fixed pool of realistic impressions
+(``bench_decide.random_requests``: random city, gender, age, tags, scene, now) so the server sees varied candidate sets.
 The no-op route gets the very same bodies: the difference is the engine.
 """
 
@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import sys
 from pathlib import Path
 from typing import ClassVar
 
@@ -33,36 +34,14 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _pool(n: int = 5000, seed: int = 0) -> list[bytes]:
-    import csv
+    """The same realistic impressions as ``bench_decide`` (timestamps within the next hour)."""
+    sys.path[:0] = [str(REPO), str(REPO / "benchmarks")]
+    from bench_decide import random_requests
 
-    rng = random.Random(seed)
-    with open(REPO / "rules" / "taxonomy" / "geo.csv", encoding="utf-8") as fh:
-        cities = [
-            int(r["adcode"])
-            for r in csv.DictReader(line for line in fh if not line.startswith("#"))
-            if r["level"] == "city"
-        ]
-    with open(REPO / "rules" / "taxonomy" / "tags.csv", encoding="utf-8") as fh:
-        tags = [r["id"] for r in csv.DictReader(line for line in fh if not line.startswith("#"))]
-    scenes = ["home", "office", "internet_cafe", "campus", "on_the_go"]
-    out = []
-    for i in range(n):
-        req: dict[str, object] = {
-            "request_id": f"r{i}",
-            "user_id": f"u{rng.randrange(10**6):07d}",
-            "geo": {"city": rng.choice(cities)},
-        }
-        if rng.random() < 0.8:
-            req["gender"] = rng.choice(["male", "female"])
-        if rng.random() < 0.8:
-            req["age"] = rng.randrange(16, 70)
-        if rng.random() < 0.7:
-            req["tags"] = rng.sample(tags, rng.randrange(1, 4))
-        if rng.random() < 0.6:
-            req["scene"] = rng.choice(scenes)
-        out.append(json.dumps(req).encode())
-    return out
+    from targeting.taxonomy import Taxonomy
 
+    reqs = random_requests(Taxonomy.load(REPO / "rules" / "taxonomy"), n, seed)
+    return [json.dumps({"request_id": f"r{i}", **r}).encode() for i, r in enumerate(reqs)]
 
 POOL = _pool()
 BATCHES = [
