@@ -141,10 +141,8 @@ def create_app(engine: Engine, settings: Settings | None = None) -> FastAPI:
         state.principal(request).allow("ad_server")
         body = await read_json(request, limit)
         _only(body, ("requests",))
-        if "requests" not in body:
-            raise TargetingError("requests is required: a list of decide requests", path="requests")
         # a batch is milliseconds of work: never hold the event loop that long
-        answers = await run_in_threadpool(engine.decide_batch, body["requests"])
+        answers = await run_in_threadpool(engine.decide_batch, _required(body, "requests"))
         metrics.count_answers([a for a in answers if "error" not in a])
         return JSONResponse({"responses": answers})
 

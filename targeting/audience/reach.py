@@ -184,18 +184,12 @@ class Evaluator:
             cube = cells.reshape(tx.geo_domain, N_GENDER, AGE_DOMAIN)
             by_leaf = cube.sum(axis=(1, 2))
             for d in cell_dims:
-                if d == "province":
+                if d in ("province", "city"):  # a geo leaf is (province, city or 0)
+                    part = 0 if d == "province" else 1
                     res: dict[str, int] = {}
-                    for (p, _c), n in zip(tx.geo_leaves, by_leaf.tolist()):
+                    for leaf, n in zip(tx.geo_leaves, by_leaf.tolist()):
                         if n:
-                            key = str(p) if p else "unknown"
-                            res[key] = res.get(key, 0) + n
-                    out[d] = res
-                elif d == "city":
-                    res = {}
-                    for (_p, c), n in zip(tx.geo_leaves, by_leaf.tolist()):
-                        if n:
-                            key = str(c) if c else "unknown"
+                            key = str(leaf[part]) if leaf[part] else "unknown"
                             res[key] = res.get(key, 0) + n
                     out[d] = res
                 elif d == "gender":
