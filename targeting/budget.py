@@ -50,11 +50,11 @@ class SpendMirror:
                     spend[pos] += cost
             self._blocked.clear()
 
-    def blocked(self, index: CampaignIndex, m: Moment, store: StateStore) -> tuple[np.ndarray, dict[int, str], bool]:
+    def blocked(self, index: CampaignIndex, m: Moment, store: StateStore) -> tuple[np.ndarray, dict[int, str]]:
         """(uint64[n_words] clauses that may not spend at ``m``, reason per campaign
-        position — ``budget``, ``pacing`` or ``store`` —, whether it failed closed)."""
+        position: ``budget``, ``pacing``, or ``store`` when it failed closed)."""
         if not index.budgeted.size:
-            return np.zeros(index.n_words, dtype=np.uint64), {}, False
+            return np.zeros(index.n_words, dtype=np.uint64), {}
         days = tuple(lb["day"] for lb in m.labels)
         key = (index.version, days)
         now = self._clock()
@@ -72,7 +72,7 @@ class SpendMirror:
             except StoreUnavailable:
                 if hit is None or now - hit[0] > self.max_stale:
                     reasons = {int(ci): "store" for ci in index.budgeted}
-                    return self._pack(index, index.budgeted), reasons, True
+                    return self._pack(index, index.budgeted), reasons
                 # within max_stale: keep deciding on the last known spend
         minute = int(m.ts // 60)
         bkey = (key, hit[0], minute)
@@ -82,7 +82,7 @@ class SpendMirror:
             cached = self._compute(index, m, hit[1])
             with self._lock:
                 self._blocked[bkey] = cached
-        return cached[0], cached[1], False
+        return cached
 
     def _fetch(self, index: CampaignIndex, days: tuple[str, ...], store: StateStore) -> np.ndarray:
         zone_of = index.zone_of[index.budgeted].tolist()

@@ -67,14 +67,15 @@ def point_of(req: Request, tx: Taxonomy, tag_index: dict[str, int]) -> Point:
 
 def prepare(
     index: CampaignIndex, tx: Taxonomy, req: Request, model: ClickModel | None = None,
-    blocked: tuple[np.ndarray, dict[int, str]] | None = None,
+    blocked: tuple[np.ndarray, dict[int, str]] | None = None, m: Moment | None = None,
 ) -> Pending:
     """Bitset stage, scoring, ranking, and the store query the contenders need.
 
     ``blocked`` is (uint64[n_words] clauses of campaigns that may not spend now,
     their reasons by campaign) from the spend mirror; ``None`` = none blocked.
+    ``m`` is the request's :class:`Moment` when the caller has it already.
     """
-    m = moment(index.zones, req.ts)
+    m = m or moment(index.zones, req.ts)
     p = point_of(req, tx, index.tag_index)
     words = match(index, p, m)
     reasons: dict[int, str] = {}

@@ -134,18 +134,14 @@ class Engine:
         now = self.clock()
         out: list[dict[str, Any] | None] = [None] * len(raws)
         pendings = []
-        budget_degraded = False
         for i, raw in enumerate(raws):
             try:
                 req = parse_request(raw, self.taxonomy, now, path="" if strict else f"requests[{i}]")
                 if self.profiles is not None:
                     req = req.with_profile(self.profiles.lookup(req.user_id))
-                blocked = None
-                if snap.index.budgeted.size:
-                    words, reasons, stale = self._spend.blocked(
-                        snap.index, moment(snap.index.zones, req.ts), self.store)
-                    blocked, budget_degraded = (words, reasons), budget_degraded or stale
-                pendings.append((i, prepare(snap.index, self.taxonomy, req, snap.model, blocked)))
+                m = moment(snap.index.zones, req.ts)
+                blocked = self._spend.blocked(snap.index, m, self.store) if snap.index.budgeted.size else None
+                pendings.append((i, prepare(snap.index, self.taxonomy, req, snap.model, blocked, m)))
             except TargetingError as e:
                 self.stats["decide_invalid"] += 1
                 if strict:
@@ -169,8 +165,8 @@ class Engine:
         for i, p in pendings:
             needs_state = p.query is not None
             why = list(degraded if needs_state else ())
-            if budget_degraded and "store" in p.budget_reasons.values():
-                why = why or ["store_unavailable"]
+            if not why and "store" in p.budget_reasons.values():  # budgets failed closed
+                why = ["store_unavailable"]
             ans = finish(snap.index, self.taxonomy, snap.model, p, states.get(i), why)
             if why:
                 self.stats["decide_degraded"] += 1
