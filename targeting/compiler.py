@@ -107,7 +107,7 @@ def compile_campaigns(campaigns: Sequence[Campaign], taxonomy: Taxonomy, version
             clauses.append(cl)
     m = len(clauses)
     tags = taxonomy.tag_ids
-    tag_index = {t: i for i, t in enumerate(tags)}
+    tag_index = taxonomy.tag_index()
     n_tags = len(tags)
     zones = tuple(sorted({c.timezone for c in camps})) or ("Asia/Shanghai",)
     zone_pos = {z: i for i, z in enumerate(zones)}
