@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from targeting.batch import score
+from targeting.batchrequests import request_from_row
 from targeting.clicklog import generate_requests
 from targeting.compiler import compile_campaigns
 from targeting.engine import Engine
@@ -42,16 +43,7 @@ def engine_for(camps: list[dict], tx: Taxonomy, now: float) -> Engine:
 def decide_loop(engine: Engine, path: Path, n: int) -> float:
     import pyarrow.parquet as pq
 
-    raws = []
-    for r in pq.read_table(path).slice(0, n).to_pylist():
-        raw = {"request_id": r["request_id"], "user_id": r["user_id"], "ts": r["ts"].isoformat()}
-        geo = {k: r[k] for k in ("province", "city") if r[k]}
-        if geo:
-            raw["geo"] = geo
-        for k in ("gender", "age", "tags", "scene"):
-            if r[k] is not None:
-                raw[k] = r[k]
-        raws.append(raw)
+    raws = [request_from_row(r) for r in pq.read_table(path).slice(0, n).to_pylist()]
     t = time.perf_counter()
     for raw in raws:
         engine.decide(raw)

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
+from targeting.batchrequests import request_from_row
 from targeting.clicklog import generate_log, generate_requests
 from targeting.compiler import compile_campaigns
 from targeting.engine import Engine
@@ -34,17 +35,7 @@ RULES = Path(__file__).resolve().parents[1] / "rules"
 
 
 def request_dicts(path: Path, n: int) -> list[dict]:
-    out = []
-    for r in pq.read_table(path).slice(0, n).to_pylist():
-        raw = {"request_id": r["request_id"], "user_id": r["user_id"], "ts": r["ts"].isoformat()}
-        geo = {k: r[k] for k in ("province", "city") if r[k]}
-        if geo:
-            raw["geo"] = geo
-        for k in ("gender", "age", "tags", "scene"):
-            if r[k] is not None:
-                raw[k] = r[k]
-        out.append(raw)
-    return out
+    return [request_from_row(r) for r in pq.read_table(path).slice(0, n).to_pylist()]
 
 
 def latency(engine: Engine, raws: list[dict]) -> np.ndarray:

@@ -78,6 +78,21 @@ _FIELDS = ("row", "request_id", "user_id", "ts", "province", "city", "geo", "gen
 
 
 # ------------------------------------------------------------------ parsing
+def request_from_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    """One contract §5 request row (as ``pyarrow`` ``to_pylist`` gives it) in the decide JSON
+    form: the request's geo nested again, nulls left out."""
+    raw: dict[str, Any] = {"request_id": row["request_id"], "user_id": row["user_id"]}
+    if row.get("ts") is not None:
+        raw["ts"] = row["ts"].isoformat()
+    geo = {k: row[k] for k in ("province", "city") if row.get(k)}
+    if geo:
+        raw["geo"] = geo
+    for k in ("gender", "age", "tags", "scene", "slot"):
+        if row.get(k) is not None:
+            raw[k] = row[k]
+    return raw
+
+
 def parse_requests(
     table: pa.Table | pa.RecordBatch, tx: Taxonomy, *, now: float, profiles: Any = None, first_row: int = 0,
 ) -> tuple[Requests, list[dict[str, Any]]]:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from targeting.batchrequests import request_from_row
 from targeting.compiler import compile_campaigns
 from targeting.engine import Engine
 from targeting.errors import RulesError
@@ -73,15 +74,4 @@ def warm_store(engine: Engine, users: list[str], seed: int = 1) -> None:
     engine.record_events(events)
 
 
-def request_dict(row: dict[str, Any]) -> dict[str, Any]:
-    """A contract §5 request row as the decide JSON form."""
-    raw: dict[str, Any] = {"request_id": row["request_id"], "user_id": row["user_id"]}
-    if row.get("ts") is not None:
-        raw["ts"] = row["ts"].isoformat()
-    geo = {k: row[k] for k in ("province", "city") if row.get(k)}
-    if geo:
-        raw["geo"] = geo
-    for k in ("gender", "age", "tags", "scene", "slot"):
-        if row.get(k) is not None:
-            raw[k] = row[k]
-    return raw
+request_dict = request_from_row  # a contract §5 request row as the decide JSON form

@@ -10,6 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from targeting.batchrequests import request_from_row
 from targeting.clicklog import GroundTruth, generate_requests
 from targeting.engine import Engine
 from targeting.errors import TargetingError
@@ -73,13 +74,7 @@ def test_logged_campaigns_were_eligible_like_decide(click_log: tuple[Path, dict[
     t = pq.read_table(click_log[0]).slice(0, 300).to_pylist()
     checked = 0
     for row in t:
-        raw = {"user_id": row["user_id"], "ts": row["ts"].isoformat(), "explain": True, "limit": 100}
-        geo = {k: row[k] for k in ("province", "city") if row[k]}
-        if geo:
-            raw["geo"] = geo
-        for k in ("gender", "age", "tags", "scene"):
-            if row[k] is not None:
-                raw[k] = row[k]
+        raw = {**request_from_row(row), "explain": True, "limit": 100}
         eligible = engine.decide(raw)["explain"]["eligible"]
         if row["eligible"]:
             assert row["campaign_id"] in eligible
