@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .budget import SpendMirror
 from .compiler import CampaignIndex, compile_campaigns
 from .decide import finish, prepare
@@ -176,8 +178,6 @@ class Engine:
 
     def pctr(self, request: Mapping[str, Any], campaign_id: str) -> float:
         """The model's click probability for one request and campaign."""
-        import numpy as np
-
         snap = self._snap
         pos = snap.index.position.get(campaign_id)
         if pos is None:
@@ -191,8 +191,6 @@ class Engine:
     def record_impressions(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         """Count impressions toward caps and budgets. Good rows are stored even when
         others are bad; bad rows come back by index."""
-        import numpy as np
-
         snap = self._snap
         idx = snap.index
         now = self.clock()
