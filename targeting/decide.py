@@ -121,11 +121,22 @@ def prepare(
             break
         k *= 4
     pend.ranked, pend.values, pend.pctr = ranked, values[order], pctr[order]
+    contenders_query(index, pend, m)
+    return pend
+
+
+def contenders_query(index: CampaignIndex, pend: Pending, m: Moment) -> None:
+    """Set ``pend.needs``, ``cap_of`` and ``query`` from ``pend.ranked``: the campaigns
+    that need per-user state and rank above the ``limit``-th one that does not
+    (all of them with ``explain`` or when fewer than ``limit`` need none)."""
+    req, ranked = pend.request, pend.ranked
+    needs_user = index.needs_user[ranked]
     if not needs_user.any():
-        return pend
+        return
+    free = np.flatnonzero(~needs_user)
     if req.explain or free.size < req.limit:
         cut = ranked.size
-    else:  # contenders: everything ranked above the limit-th campaign that needs no state
+    else:
         cut = int(free[req.limit - 1]) + 1
     pend.needs = ranked[:cut][needs_user[:cut]]
     advertisers: dict[str, None] = {}
@@ -138,8 +149,7 @@ def prepare(
         if c.cap_per is not None:
             pend.cap_of[ci] = len(caps)
             caps.append(cap_key(c.id, labels[index.zone_of[ci]][c.cap_per]))
-    pend.query = StateQuery(req.user_id, tuple(advertisers), tuple(caps), ())
-    return pend
+    pend.query = StateQuery(pend.request.user_id, tuple(advertisers), tuple(caps), ())
 
 
 _PRIOR = PriorModel()
@@ -254,4 +264,4 @@ def state_check(index: CampaignIndex, clause: int, ci: int, pend: Pending, state
 
 _state_check = state_check  # the batch scorer's original name
 
-__all__ = ["Pending", "finish", "point_of", "prepare", "state_check"]
+__all__ = ["Pending", "contenders_query", "finish", "point_of", "prepare", "state_check"]

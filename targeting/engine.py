@@ -15,9 +15,11 @@ import numpy as np
 
 from .budget import SpendMirror
 from .compiler import CampaignIndex, compile_campaigns
+from . import ordered
 from .decide import finish, prepare
 from .errors import NotFound, TargetingError, Unavailable
 from .matcher import moment
+from .ordered import OrderedIndex, ordered_index
 from .request import Request, parse_request, parse_ts
 from .rules import load_rules
 from .scoring import ClickModel, PriorModel
@@ -34,10 +36,17 @@ MIN_EVENT_TTL_DAYS = 30
 @dataclass(frozen=True)
 class Snapshot:
     """What one decision reads: swapped as a whole on reload, so a request never
-    sees half of an old rule set and half of a new one."""
+    sees half of an old rule set and half of a new one. ``ordered`` (the decide
+    fast path's view of the index) is built here, before the swap, so no
+    request pays for it."""
 
     index: CampaignIndex
     model: ClickModel
+    ordered: OrderedIndex
+
+    @classmethod
+    def of(cls, index: CampaignIndex, model: ClickModel) -> Snapshot:
+        return cls(index, model, ordered_index(index, model))
 
 
 class Engine:
@@ -70,7 +79,7 @@ class Engine:
         self.audience = audience
         self.rules_dir = Path(rules_dir) if rules_dir is not None else None
         self.clock = clock
-        self._snap = Snapshot(index, model or PriorModel())
+        self._snap = Snapshot.of(index, model or PriorModel())
         self._reload_lock = threading.Lock()
         self._spend = SpendMirror(ttl=budget_refresh_s, max_stale=budget_max_stale_s)
         self._warned = -1e9
@@ -143,7 +152,11 @@ class Engine:
                     req = req.with_profile(self.profiles.lookup(req.user_id))
                 m = moment(snap.index.zones, req.ts)
                 blocked = self._spend.blocked(snap.index, m, self.store) if snap.index.budgeted.size else None
-                pendings.append((i, prepare(snap.index, self.taxonomy, req, snap.model, blocked, m)))
+                if req.explain:
+                    pend = prepare(snap.index, self.taxonomy, req, snap.model, blocked, m)
+                else:
+                    pend = ordered.prepare(snap.ordered, self.taxonomy, req, blocked, m)
+                pendings.append((i, pend))
             except TargetingError as e:
                 self.stats["decide_invalid"] += 1
                 if strict:
@@ -288,14 +301,14 @@ class Engine:
                 self.stats["reload_failed"] += 1
                 raise
             old = self._snap.index.version
-            self._snap = Snapshot(index, self._snap.model)
+            self._snap = Snapshot.of(index, self._snap.model)
             self.rules_dir = d
         self.stats["reload_ok"] += 1
         log.info("rules reloaded: %s -> %s (%d campaigns)", old, index.version, index.n_campaigns)
         return {"index_version": index.version, "previous_version": old, "campaigns": index.n_campaigns}
 
     def swap_model(self, model: ClickModel) -> None:
-        self._snap = Snapshot(self._snap.index, model)
+        self._snap = Snapshot.of(self._snap.index, model)
 
     def campaigns(self) -> list[dict[str, Any]]:
         return [c.summary() for c in self._snap.index.campaigns]

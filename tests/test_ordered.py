@@ -1,0 +1,168 @@
+"""The decide fast path (``targeting.ordered``) against the exhaustive one (``targeting.decide.prepare``).
+
+Both are finished by the same ``decide.finish`` with the same store answers;
+the answers must be equal: decisions, their order (ties by id), ``eligible``,
+``degraded``, and the campaigns whose per-user state is looked up."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import strategies as S
+from hypothesis import HealthCheck, given, reject, settings
+from hypothesis import strategies as st
+
+from targeting import Engine, RulesError, ordered
+from targeting.compiler import CampaignIndex, compile_campaigns
+from targeting.decide import finish, prepare
+from targeting.matcher import moment
+from targeting.request import Request, parse_request
+from targeting.rules import validate_campaigns
+from targeting.scoring import PriorModel
+from targeting.spec import EVENTS
+from targeting.stores import Event, MemoryStore
+
+NOW = 1_790_000_000.0
+
+
+class ToyModel:
+    """pCTR from the request and the campaign, with an upper bound (as ``LearnedModel``)."""
+
+    version = "toy-1"
+
+    def predict(self, request: Request, campaigns: np.ndarray, index: CampaignIndex) -> np.ndarray:
+        lift = 1.0 + 0.5 * len(request.tags or ()) + (0.25 if request.gender == "female" else 0.0)
+        return np.minimum(index.prior_ctr[campaigns] * lift * (1 + (campaigns % 3)), 1.0)
+
+    def max_pctr(self, index: CampaignIndex) -> np.ndarray:
+        return np.minimum(index.prior_ctr * 3.25 * 3, 1.0)
+
+
+class UnboundedModel:
+    """No ``max_pctr``: the bound falls back to pCTR 1."""
+
+    version = "toy-unbounded"
+
+    def predict(self, request: Request, campaigns: np.ndarray, index: CampaignIndex) -> np.ndarray:
+        return ToyModel().predict(request, campaigns, index)
+
+
+def extras() -> st.SearchStrategy[dict[str, Any]]:
+    return st.fixed_dictionaries({}, optional={
+        "frequency_cap": st.fixed_dictionaries({"impressions": st.integers(1, 2),
+                                                "per": st.sampled_from(["hour", "day", "week"])}),
+        "daily_budget": st.sampled_from([0.001, 1000.0]),
+        "retargeting": S.retargeting_spec(),
+    })
+
+
+def with_extras(raw: list[dict[str, Any]], more: list[dict[str, Any]], equal_bids: bool) -> list[dict[str, Any]]:
+    out = []
+    for c, x in zip(raw, more):
+        c = {**c, **{k: v for k, v in x.items() if k != "retargeting"}}
+        if "retargeting" in x:
+            c["targeting"] = {**c["targeting"], "retargeting": x["retargeting"]}
+        if equal_bids:  # ties everywhere: the id tie-break must survive the early stop
+            c["bid"] = {"cpm": 2.0}
+        out.append(c)
+    return out
+
+
+@settings(deadline=None, max_examples=max(300, settings().max_examples),
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(
+    data=st.data(),
+    model_kind=st.sampled_from(["prior", "toy", "unbounded"]),
+    first_step=st.sampled_from([1, 2, 3, 512]),
+    equal_bids=st.booleans(),
+)
+def test_fast_path_equals_exhaustive(data: st.DataObject, model_kind: str, first_step: int, equal_bids: bool) -> None:
+    raw = data.draw(S.campaigns(max_size=12))
+    raw = with_extras(raw, data.draw(st.lists(extras(), min_size=len(raw), max_size=len(raw))), equal_bids)
+    tx = S.taxonomy()
+    try:
+        camps = validate_campaigns([("t.yaml", raw)], tx)
+    except RulesError as e:
+        assert all("matches nobody" in p.reason for p in e.problems), e.problems
+        reject()
+    model = {"prior": PriorModel(), "toy": ToyModel(), "unbounded": UnboundedModel()}[model_kind]
+    store = MemoryStore(clock=lambda: NOW)
+    engine = Engine(tx, compile_campaigns(camps, tx, "t"), store=store, model=model, clock=lambda: NOW)
+    raw_req = {**data.draw(S.request()), "limit": data.draw(st.integers(1, 4)),
+               "floor_cpm": data.draw(st.sampled_from([0.0, 0.0, 1.0, 2.0, 5.0]))}
+    req = parse_request(raw_req, tx, now=NOW)
+    # some history: events of the advertiser, impressions toward caps and budgets
+    seen = data.draw(st.lists(st.sampled_from(EVENTS), max_size=3, unique=True))
+    store.add_events([Event("u1", "adv", e, req.ts - 3600) for e in seen], ttl=10**9)
+    shown = data.draw(st.lists(st.sampled_from(engine.index.ids), max_size=6))
+    engine.record_impressions([{"user_id": "u1", "campaign_id": c, "ts": req.ts, "price": 1.0} for c in shown])
+
+    snap = engine._snap
+    m = moment(snap.index.zones, req.ts)
+    blocked = engine._spend.blocked(snap.index, m, store) if snap.index.budgeted.size else None
+    slow = prepare(snap.index, tx, req, model, blocked, m)
+    fast = ordered.prepare(snap.ordered, tx, req, blocked, m, first_step=first_step)
+    assert sorted(fast.needs.tolist()) == sorted(slow.needs.tolist())
+    assert fast.n_candidates == slow.n_candidates
+    assert ("store" in fast.budget_reasons.values()) == ("store" in slow.budget_reasons.values())
+
+    def answer(p: Any) -> dict[str, Any]:
+        state = store.fetch([p.query])[0] if p.query is not None else None
+        return finish(snap.index, tx, model, p, state)
+
+    assert answer(fast) == answer(slow)
+
+
+def test_engine_decide_uses_the_fast_path_and_explain_agrees() -> None:
+    """Through ``Engine.decide``: the same decisions with and without ``explain`` on the
+    repository's campaigns (explain takes the exhaustive path)."""
+    engine = Engine.load("rules", clock=lambda: NOW)
+    rng = np.random.default_rng(7)
+    tags = engine.taxonomy.tag_ids
+    for i in range(300):
+        r: dict[str, Any] = {"user_id": f"u{i}", "ts": NOW - int(rng.integers(0, 7 * 86400)),
+                             "gender": ["male", "female"][i % 2], "age": int(rng.integers(16, 60)),
+                             "tags": list(rng.choice(tags, size=int(rng.integers(0, 4)), replace=False)),
+                             "geo": {"province": [440000, 310000, 110000, 510000][i % 4]}, "limit": 1 + i % 5}
+        a, b = engine.decide(r), engine.decide({**r, "explain": True})
+        assert a["decisions"] == b["decisions"]
+        assert a["eligible"] == b["eligible"] == len(b["explain"]["eligible"])
+
+
+def test_blocked_bits_follow_the_mirrors_answer() -> None:
+    """The budget-blocked set is converted once per mirror answer and re-converted when it changes."""
+    engine = Engine.load("rules", clock=lambda: NOW)
+    o = engine._snap.ordered
+    ix = engine.index
+    words = np.zeros(ix.n_words, dtype=np.uint64)
+    assert o.blocked_bits(words) == 0
+    other = words.copy()
+    other[0] = np.uint64(1)  # clause 0 (index order)
+    bits = o.blocked_bits(other)
+    assert bits.bit_count() == 1
+    assert int(o.perm[bits.bit_length() - 1]) == 0
+
+
+def test_eligible_counts_a_campaign_once_whichever_of_its_clauses_match() -> None:
+    """``any_of`` makes several clauses per campaign; the fast path counts campaigns
+    with one popcount after OR-ing each campaign's clause bits into its last clause."""
+    tx = S.taxonomy()
+    alternatives = [{"gender": "male"}, {"age": [[20, 29]]}, {"gender": "female"}, {"age": [[30, 39]]},
+                    {"scene": ["home"]}]
+    sizes = {"c2": 5, "c1": 2, "c0": 3}  # c2 bids highest: positions 0-4, then c1 5-6, then c0 7-9
+    raw = [{"id": f"c{i}", "advertiser": "adv", "bid": {"cpm": 1.0 + i}, "category": "auto",
+            "targeting": {"any_of": alternatives[: sizes[f"c{i}"]]}} for i in range(3)]
+    engine = Engine(tx, compile_campaigns(validate_campaigns([("t.yaml", raw)], tx), tx, "t"), clock=lambda: NOW)
+    assert engine.index.n_clauses == 10
+    for attrs, want in [({"gender": "male"}, ["c2", "c1", "c0"]), ({"age": 25}, ["c2", "c1", "c0"]),
+                        ({"age": 35}, ["c2"]), ({"gender": "female", "age": 50}, ["c2", "c0"]),
+                        ({"age": 50, "scene": "home"}, ["c2"]), ({"age": 50, "scene": "office"}, [])]:
+        answer = engine.decide({"user_id": "u1", "ts": NOW, **attrs})
+        assert answer["eligible"] == len(want), attrs
+        assert [d["campaign_id"] for d in answer["decisions"]] == want
+    o = engine._snap.ordered
+    for a in range(1 << 5):  # any subsets of each campaign's clauses: each non-empty one counts once
+        for b in range(1 << 2):
+            for c in range(1 << 3):
+                assert o.count(a | b << 5 | c << 7) == (a > 0) + (b > 0) + (c > 0), (a, b, c)
