@@ -5,7 +5,8 @@
 For each campaign count it generates random valid campaigns (``targeting.gen``),
 compiles them, and times, on the same random requests:
 
-- ``match``: the bitset stage alone (``decide.prepare``: request → eligible clauses);
+- ``match``: the bitset and ranking stage alone (``ordered.prepare``, decide's fast
+  path: request → ranked head of the eligible campaigns, store query);
 - ``decide``: the whole ``Engine.decide`` (validation, matching, in-memory store
   checks, pCTR, ranking, answer dict);
 - ``scan``: the baseline, a loop over every clause with its sets precompiled
@@ -29,9 +30,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from targeting import Engine
+from targeting import Engine, ordered
 from targeting.compiler import compile_campaigns
-from targeting.decide import point_of, prepare
+from targeting.decide import point_of
 from targeting.gen import generate_campaigns
 from targeting.matcher import moment
 from targeting.request import parse_request
@@ -102,9 +103,9 @@ def bench(n: int, n_req: int, tx: Taxonomy) -> dict[str, float]:
     parsed = [parse_request(r, tx, now) for r in reqs]
     for req in parsed:
         a = time.perf_counter()
-        pend = prepare(index, tx, req)
+        pend = ordered.prepare(engine._snap.ordered, tx, req)
         match_t.append(time.perf_counter() - a)
-        cands.append(pend.clauses.size)
+        cands.append(pend.n_candidates)
     for r in reqs:
         a = time.perf_counter()
         engine.decide(r)

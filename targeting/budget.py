@@ -55,11 +55,10 @@ class SpendMirror:
         position: ``budget``, ``pacing``, or ``store`` when it failed closed)."""
         if not index.budgeted.size:
             return np.zeros(index.n_words, dtype=np.uint64), {}
-        days = tuple(lb["day"] for lb in m.labels)
+        days = m.day_labels
         key = (index.version, days)
         now = self._clock()
-        with self._lock:
-            hit = self._spend.get(key)
+        hit = self._spend.get(key)  # a dict read is atomic; writers hold the lock
         if hit is None or now - hit[0] > self.ttl:
             try:
                 spend = self._fetch(index, days, store)
@@ -71,13 +70,10 @@ class SpendMirror:
                     self._spend[key] = hit
             except StoreUnavailable:
                 if hit is None or now - hit[0] > self.max_stale:
-                    reasons = {int(ci): "store" for ci in index.budgeted}
-                    return self._pack(index, index.budgeted), reasons
+                    return self._all_blocked(index)
                 # within max_stale: keep deciding on the last known spend
-        minute = int(m.ts // 60)
-        bkey = (key, hit[0], minute)
-        with self._lock:
-            cached = self._blocked.get(bkey)
+        bkey = (key, hit[0], int(m.ts // 60))
+        cached = self._blocked.get(bkey)
         if cached is None:
             cached = self._compute(index, m, hit[1])
             with self._lock:
@@ -99,6 +95,16 @@ class SpendMirror:
         reasons = {int(ci): "budget" for ci in b[over]}
         reasons.update({int(ci): "pacing" for ci in b[ahead]})
         return self._pack(index, b[over | ahead]), reasons
+
+    def _all_blocked(self, index: CampaignIndex) -> tuple[np.ndarray, dict[int, str]]:
+        """Every budgeted campaign, failed closed (the same object while the outage lasts)."""
+        key = (index.version, "store")
+        hit = self._blocked.get(key)
+        if hit is None:
+            hit = self._pack(index, index.budgeted), {int(ci): "store" for ci in index.budgeted}
+            with self._lock:
+                self._blocked[key] = hit
+        return hit
 
     @staticmethod
     def _pack(index: CampaignIndex, campaigns: np.ndarray) -> np.ndarray:

@@ -67,6 +67,7 @@ class CampaignIndex:
     first_clause: np.ndarray  # int32[n]: index of the campaign's first clause (clauses are contiguous)
     budget: np.ndarray  # float64[n]: daily budget, nan = none
     budgeted: np.ndarray  # int64[]: positions of campaigns with a daily budget
+    shown: tuple[tuple[str, str, str, float], ...]  # (id, advertiser, bid type, bid) per campaign, for answers
     advertisers: frozenset[str]  # every advertiser with a campaign (events for others are refused)
     longest_window_days: int  # longest retargeting ``within_days`` in any clause, 0 if none
     _live_cache: dict[tuple[int, ...], np.ndarray] = field(default_factory=dict)
@@ -187,6 +188,7 @@ def compile_campaigns(campaigns: Sequence[Campaign], taxonomy: Taxonomy, version
         first_clause=np.searchsorted(owner, np.arange(len(camps)), side="left").astype(np.int32),
         budget=np.array([np.nan if c.daily_budget is None else c.daily_budget for c in camps], dtype=np.float64),
         budgeted=np.array([i for i, c in enumerate(camps) if c.daily_budget is not None], dtype=np.int64),
+        shown=tuple((c.id, c.advertiser, c.bid_type, c.bid) for c in camps),
         advertisers=frozenset(c.advertiser for c in camps),
         longest_window_days=max(
             (d for cl in clauses for rules in (*cl.rt_any, tuple(cl.rt_none)) for _, d in rules), default=0

@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from . import ordered
 from .budget import SpendMirror
 from .compiler import CampaignIndex, compile_campaigns
-from . import ordered
 from .decide import finish, prepare
 from .errors import NotFound, TargetingError, Unavailable
 from .matcher import moment

@@ -30,13 +30,14 @@ class Moment:
     day_fraction: tuple[float, ...]  # share of the local day elapsed, per zone
     local: tuple[dt.datetime, ...]
     labels: tuple[dict[str, str], ...] = ()  # per zone: window -> label (targeting.state.window_bucket)
+    day_labels: tuple[str, ...] = ()  # per zone: labels[z]["day"]
 
 
 def moment(zones: tuple[str, ...], ts: float) -> Moment:
     """Local slot/date of ``ts`` in each zone; cached per minute since zones rarely change."""
     minute = int(ts // 60)
     m = _moment_minute(zones, minute)
-    return Moment(ts, m.slots, m.days, m.day_fraction, m.local, m.labels)
+    return Moment(ts, m.slots, m.days, m.day_fraction, m.local, m.labels, m.day_labels)
 
 
 @lru_cache(maxsize=4096)
@@ -49,7 +50,8 @@ def _moment_minute(zones: tuple[str, ...], minute: int) -> Moment:
         frac.append((t.hour * 60 + t.minute) / 1440)
         local.append(t)
     labels = tuple({w: window_bucket(w, t) for w in ("hour", "day", "week")} for t in local)
-    return Moment(minute * 60.0, tuple(slots), tuple(days), tuple(frac), tuple(local), labels)
+    return Moment(minute * 60.0, tuple(slots), tuple(days), tuple(frac), tuple(local), labels,
+                  tuple(lb["day"] for lb in labels))
 
 
 @lru_cache(maxsize=64)

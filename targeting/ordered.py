@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import threading
 import weakref
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,6 +68,7 @@ class OrderedIndex:
     last: int  # bits: last clause of each campaign
     spread: tuple[tuple[int, int], ...]  # (shift, mask) steps that OR a campaign's bits into its last clause
     full: int
+    all_or: tuple[tuple[int, ...], ...]  # all_or[k][i]: OR of the ``all`` rows of all_tags_list[i : i + 2**k]
     _tags: dict[tuple[int, ...], int] = field(default_factory=dict)
     _live: dict[tuple[int, ...], int] = field(default_factory=dict)
     _blocked: dict[int, tuple[Any, int]] = field(default_factory=dict)
@@ -95,6 +97,7 @@ class OrderedIndex:
         return x
 
     def _tag_bits(self, tags: tuple[int, ...]) -> int:
+        """Clauses whose tag conditions hold for exactly the (sorted) ``tags``; cached per combination."""
         hit = self._tags.get(tags)
         if hit is None:
             ix, rows = self.index, self.rows
@@ -105,13 +108,27 @@ class OrderedIndex:
                 for t in tags:
                     one |= rows[base + t]
                 hit &= one
-            for t in ix.all_tags_list:
-                if t not in tags:
-                    hit &= ~rows[ix.all_base + t]
+            neg = self._all_missing(tags)
             for t in tags:
-                hit &= ~rows[ix.none_base + t]
+                neg |= rows[ix.none_base + t]
+            hit ^= hit & neg  # hit & ~neg without a negative big int (much slower in CPython)
             self._remember(self._tags, tags, hit)
         return hit
+
+    def _all_missing(self, tags: tuple[int, ...]) -> int:
+        """OR of the ``all`` rows of the tags the request lacks: the stretches of
+        ``index.all_tags_list`` between the request's tags, each as two
+        overlapping power-of-two blocks of ``all_or`` (OR is idempotent)."""
+        used = self.index.all_tags_list
+        out, a = 0, 0
+        for t in (*tags, None):
+            b = len(used) if t is None else bisect_left(used, t)
+            if b > a:
+                k = (b - a).bit_length() - 1
+                level = self.all_or[k]
+                out |= level[a] | level[b - (1 << k)]
+            a = b + 1 if t is not None and b < len(used) and used[b] == t else b
+        return out
 
     def _live_bits(self, days: tuple[int, ...]) -> int:
         hit = self._live.get(days)
@@ -159,6 +176,17 @@ def _bits(chunk: int, width: int) -> np.ndarray:
     return np.unpackbits(raw, bitorder="little").nonzero()[0]
 
 
+def _range_or(level: list[int]) -> tuple[tuple[int, ...], ...]:
+    """Sparse table: entry [k][i] is the OR of ``level[i : i + 2**k]``."""
+    table = [tuple(level)]
+    k = 1
+    while (1 << k) <= len(level):
+        prev, half = table[-1], 1 << (k - 1)
+        table.append(tuple(prev[i] | prev[i + half] for i in range(len(level) - (1 << k) + 1)))
+        k += 1
+    return tuple(table)
+
+
 def _to_int(bools: np.ndarray) -> int:
     return int.from_bytes(np.packbits(bools, bitorder="little").tobytes(), "little")
 
@@ -203,7 +231,8 @@ def ordered_index(index: CampaignIndex, model: ClickModel) -> OrderedIndex:
         exact = False
     out = OrderedIndex(index, model, rows, perm, owner, ub, ub.tolist(), run_end.astype(np.int64), exact,
                        ~index.needs_user, _to_int(same_prev), value, pctr,
-                       _to_int(is_last), tuple(spread), (1 << m) - 1)
+                       _to_int(is_last), tuple(spread), (1 << m) - 1, _range_or(
+                           [rows[index.all_base + t] for t in index.all_tags_list]))
     with _CACHE_LOCK:
         per = _CACHE.setdefault(index, {})
         if len(per) > 4:
@@ -246,9 +275,17 @@ def prepare(
         if not chunk:
             lo, step = hi, step * 4
             continue
-        pos = _bits(chunk, hi - lo) + lo
-        lead = pos
-        if (chunk << lo) & o.later:  # a campaign with several clauses in view: one entry per campaign
+        pos = lead = _bits(chunk, hi - lo)
+        if lo:
+            pos = lead = pos + lo
+        if lo == 0 and chunk & o.later:  # drop every clause of a campaign after its first set one
+            f = chunk
+            for shift, mask in o.spread:
+                f |= (f << shift) & mask
+            dup = chunk & (f << 1) & o.later
+            if dup:
+                lead = _bits(chunk ^ dup, hi)
+        elif chunk & (o.later >> lo):
             camp = o.owner[pos]
             keep = np.empty(camp.size, dtype=bool)
             keep[0] = True
@@ -289,7 +326,7 @@ def prepare(
         camps, vals, pctr = camps[above], vals[above], pctr[above]
         order = np.lexsort((camps, -vals))
         camps, vals, pctr = camps[order], vals[order], pctr[order]
-    pend.clauses = np.sort(o.perm[pos])
+    pend.clauses = o.perm[pos]
     pend.n_candidates = _candidates(o, req, x, lo, stop, int(camps.size))
     pend.ranked, pend.values, pend.pctr = camps, vals, pctr
     contenders_query(index, pend, m)
@@ -297,14 +334,14 @@ def prepare(
 
 
 def _candidates(o: OrderedIndex, req: Request, x: int, lo: int, stop: int, seen: int) -> int:
-    """Campaigns of ``x`` whose eCPM reaches the floor: ``seen`` of them visited below ``lo``."""
+    """Campaigns of ``x`` whose eCPM reaches the floor; ``seen`` of them were visited,
+    all positions below ``lo`` (a campaign boundary)."""
     if lo >= stop:
         return seen
-    rest = x >> lo << lo  # ``lo`` is a campaign boundary
-    if req.floor_cpm <= 0:  # every eCPM is >= 0
-        return seen + o.count(rest)
+    if req.floor_cpm <= 0:  # every eCPM is >= 0: every campaign counts, the visited ones included
+        return o.count(x)
     if o.exact:  # the first ``stop`` positions are exactly the ones at or above the floor
-        return seen + o.count(rest & ((1 << stop) - 1))
+        return o.count(x & ((1 << stop) - 1))
     pos = o.positions(x, lo, stop)  # a learned model with a floor: score the rest
     camp = np.unique(o.owner[pos])
     if not camp.size:

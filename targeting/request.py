@@ -93,11 +93,9 @@ def parse_request(raw: Any, taxonomy: Taxonomy, now: float, path: str = "") -> R
     pre = f"{path}." if path else ""
     if not isinstance(raw, Mapping):
         raise TargetingError("a decide request is a JSON object", path=path or None)
-    for k in raw:
-        if k not in REQUEST_FIELDS:
-            raise TargetingError(
-                f"unknown field {k!r}; known: {', '.join(sorted(REQUEST_FIELDS))}", path=f"{pre}{k}"
-            )
+    if not REQUEST_FIELDS.issuperset(raw):
+        k = next(k for k in raw if k not in REQUEST_FIELDS)
+        raise TargetingError(f"unknown field {k!r}; known: {', '.join(sorted(REQUEST_FIELDS))}", path=f"{pre}{k}")
     uid = raw.get("user_id")
     if not isinstance(uid, str) or not uid:
         raise TargetingError("user_id is required: a non-empty string", path=f"{pre}user_id")
@@ -138,7 +136,12 @@ def parse_request(raw: Any, taxonomy: Taxonomy, now: float, path: str = "") -> R
     if tags is not None:
         if not isinstance(tags, (list, tuple)):
             raise TargetingError("tags is a list of tag ids", path=f"{pre}tags")
-        tags = frozenset(taxonomy.check_tag(t, f"{pre}tags[{i}]") for i, t in enumerate(tags))
+        try:  # the common case: every element a known tag id
+            known = frozenset(tags)
+            ok = known <= taxonomy.tags.keys()
+        except TypeError:  # an unhashable element
+            ok = False
+        tags = known if ok else frozenset(taxonomy.check_tag(t, f"{pre}tags[{i}]") for i, t in enumerate(tags))
     scene = raw.get("scene")
     if scene is not None:
         taxonomy.check_scene(scene, f"{pre}scene")
