@@ -13,17 +13,16 @@ state are checked: a campaign that cannot win is never looked up. With
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from . import bitset
-from .compiler import CampaignIndex
+from .compiler import CampaignIndex, RtRules
 from .matcher import Moment, Point, first_failures, match, moment, sorted_tag_indices
 from .request import Request
 from .scoring import ClickModel, PriorModel, ecpm
-from .spec import Clause
 from .state import budget_allows, cap_key
 from .stores.base import StateQuery, UserState
 from .taxonomy import UNKNOWN, Taxonomy, gender_index
@@ -132,30 +131,25 @@ def contenders_query(index: CampaignIndex, pend: Pending, m: Moment) -> None:
     (all of them with ``explain`` or when fewer than ``limit`` need none)."""
     req, ranked = pend.request, pend.ranked
     needs_user = index.needs_user[ranked]
-    if req.explain:
-        needs = ranked[needs_user].tolist()
-    else:  # walk down the ranking until ``limit`` campaigns that need no state have gone by
-        needs, free, limit = [], 0, req.limit
-        for ci, needed in zip(ranked.tolist(), needs_user.tolist()):
-            if needed:
-                needs.append(ci)
-            else:
-                free += 1
-                if free == limit:
-                    break
-    if not needs:
+    cut = ranked.size
+    if not req.explain:
+        free = (~needs_user).nonzero()[0]
+        if free.size >= req.limit:
+            cut = int(free[req.limit - 1]) + 1
+    needs = ranked[:cut][needs_user[:cut]]
+    if not needs.size:
         return
-    pend.needs = np.asarray(needs, dtype=np.int64)
+    pend.needs = needs
     advertisers: dict[str, None] = {}
     caps: list[str] = []
     labels = m.labels
-    for ci in needs:
-        c = index.campaigns[ci]
-        if index.has_rt_list[ci]:
-            advertisers[c.advertiser] = None
-        if c.cap_per is not None:
+    for ci in needs.tolist():
+        cid, adv, has_rt, cap_per, zone = index.state_meta[ci]
+        if has_rt:
+            advertisers[adv] = None
+        if cap_per is not None:
             pend.cap_of[ci] = len(caps)
-            caps.append(cap_key(c.id, labels[index.zone_of[ci]][c.cap_per]))
+            caps.append(cap_key(cid, labels[zone][cap_per]))
     pend.query = StateQuery(req.user_id, tuple(advertisers), tuple(caps), ())
 
 
@@ -224,36 +218,43 @@ def _eligible_clauses(index: CampaignIndex, ci: int, clauses: np.ndarray) -> lis
 
 def _user_check(index: CampaignIndex, ci: int, pend: Pending, state: UserState) -> str | None:
     """Retargeting (some eligible clause's rules hold) and the frequency cap of campaign ``ci``."""
-    c = index.campaigns[ci]
     if index.has_rt_list[ci]:
-        first = int(index.first_clause[ci])
-        mine = _eligible_clauses(index, ci, pend.clauses)
-        if not any(_rules_hold(c.clauses[j - first], c.advertiser, pend.request.ts, state) for j in mine):
+        events, now, rules = state.events, pend.request.ts, index.rt_rules
+        if not any(_rules_hold(rules[j], now, events) for j in _eligible_clauses(index, ci, pend.clauses)):
             return "retargeting"
-    if ci in pend.cap_of:
-        cap = c.cap_impressions
-        if cap is not None and state.user_counters[pend.cap_of[ci]] >= cap:
+    k = pend.cap_of.get(ci)
+    if k is not None:
+        cap = index.campaigns[ci].cap_impressions
+        if cap is not None and state.user_counters[k] >= cap:
             return "frequency_cap"
     return None
 
 
-def _rules_hold(cl: Clause, advertiser: str, now: float, state: UserState) -> bool:
-    """Every ``any`` list has a rule seen within its window, and no ``none`` rule is."""
-
-    def seen(event: str, days: int) -> bool:
-        ts = state.events.get((advertiser, event))
-        return ts is not None and now - days * DAY <= ts <= now + 300
-
-    return all(any(seen(e, d) for e, d in rules) for rules in cl.rt_any) and not any(
-        seen(e, d) for e, d in cl.rt_none)
+def _rules_hold(rules: RtRules | None, now: float, events: Mapping[tuple[str, str], float]) -> bool:
+    """Every ``any`` list has a rule seen within its window, and no ``none`` rule is
+    (a rule counts events up to 5 minutes in the future: clock skew between servers)."""
+    if rules is None:
+        return True
+    want, avoid = rules
+    for options in want:
+        for key, window in options:
+            ts = events.get(key)
+            if ts is not None and now - window <= ts <= now + 300:
+                break
+        else:
+            return False
+    for key, window in avoid:
+        ts = events.get(key)
+        if ts is not None and now - window <= ts <= now + 300:
+            return False
+    return True
 
 
 def state_check(index: CampaignIndex, clause: int, ci: int, pend: Pending, state: UserState) -> str | None:
     """The whole per-clause state check (retargeting, cap, budget), for callers that
     fetch state themselves (the batch scorer). ``None`` = passes, else the reason."""
     c = index.campaigns[ci]
-    cl = c.clauses[clause - int(index.first_clause[ci])]
-    if (cl.rt_any or cl.rt_none) and not _rules_hold(cl, c.advertiser, pend.request.ts, state):
+    if not _rules_hold(index.rt_rules[clause], pend.request.ts, state.events):
         return "retargeting"
     if ci in pend.cap_of and c.cap_impressions is not None \
             and state.user_counters[pend.cap_of[ci]] >= c.cap_impressions:
