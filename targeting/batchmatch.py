@@ -10,7 +10,7 @@ Clauses are visited by their campaign's eCPM bound, a few words at a time, and
 a request stops as soon as nothing left can enter its top ``limit``
 (:func:`decide_block`); store-backed checks (retargeting, frequency caps,
 budgets) read the state with one ``store.fetch`` per step and apply the rules
-decide applies (:func:`targeting.decide.state_check`) to the visited
+decide applies (:func:`targeting.decide.rules_hold` for retargeting) to the visited
 candidates only.
 """
 
@@ -28,8 +28,8 @@ import numpy as np
 from . import bitset
 from .batchrequests import Clocks, Requests, clocks
 from .compiler import CampaignIndex
-from .decide import Pending, state_check
-from .request import DEFAULT_LIMIT, Request
+from .decide import rules_hold
+from .request import DEFAULT_LIMIT
 from .scoring import ClickModel, PriorModel, ecpm
 from .state import PACING_SLACK, cap_key, spend_key, window_bucket
 from .stores.base import StateQuery, StateStore, StoreUnavailable, UserState
@@ -354,10 +354,8 @@ def store_checks(
             seen = np.array([int(b) in with_events for b in pb[rt].tolist()], dtype=bool)
             ok[rt[~seen]] = ~meta.clause_rt_any[pj[rt[~seen]]]
             for k in rt[seen].tolist():
-                b, j, ci = int(pb[k]), int(pj[k]), int(pcamp[k])
-                req = Request(user_id=str(reqs.user_id[b]), ts=float(reqs.ts[b]))
-                pend = Pending(req, cast(Any, None), cast(Any, None), pj[k:k + 1], pj[k:k + 1], None)
-                ok[k] = state_check(index, j, ci, pend, with_events[b]) is None
+                b, j = int(pb[k]), int(pj[k])
+                ok[k] = rules_hold(index.rt_rules[j], float(reqs.ts[b]), with_events[b].events)
     ok_all[sel] = ok
     return ok_all, degraded
 

@@ -23,34 +23,33 @@ from .compiler import CampaignIndex, RtRules
 from .matcher import Moment, Point, first_failures, match, moment, sorted_tag_indices
 from .request import Request
 from .scoring import ClickModel, PriorModel, ecpm
-from .state import budget_allows, cap_key
+from .state import cap_key
 from .stores.base import StateQuery, UserState
 from .taxonomy import UNKNOWN, Taxonomy, gender_index
 
-DAY = 86400.0
 _EMPTY_INT = np.zeros(0, dtype=np.int64)
-_EMPTY_FLOAT = np.zeros(0, dtype=np.float64)
 _EMPTY_INT.setflags(write=False)
-_EMPTY_FLOAT.setflags(write=False)
 
 
 @dataclass
 class Pending:
-    """A request after the bitset and scoring stages, waiting for its store answer."""
+    """A request after the bitset and scoring stages, waiting for its store answer.
+
+    Plain lists, not arrays: a decision handles tens of campaigns, where numpy's
+    per-call cost is larger than the work."""
 
     request: Request
     moment: Moment
     point: Point
-    clauses: np.ndarray  # int64[]: eligible clause indices (targeting, flight, budget), any order;
+    clauses: list[int]  # eligible clause indices (targeting, flight, budget), any order;
     # the fast path (targeting.ordered) lists only the clauses it visited
-    needs: np.ndarray  # int64[]: campaign positions whose per-user state is checked
+    needs: list[int]  # campaign positions whose per-user state is checked
     query: StateQuery | None
     cap_of: dict[int, int] = field(default_factory=dict)  # campaign -> position in query.user_counters
-    spend_of: dict[int, int] = field(default_factory=dict)  # campaign -> position in query.shared_counters
-    ranked: np.ndarray = field(default_factory=lambda: _EMPTY_INT)  # campaigns, best first
-    values: np.ndarray = field(default_factory=lambda: _EMPTY_FLOAT)  # eCPM, aligned with ranked
-    pctr: np.ndarray = field(default_factory=lambda: _EMPTY_FLOAT)  # aligned with ranked
-    below_floor: np.ndarray = field(default_factory=lambda: _EMPTY_INT)  # campaigns
+    ranked: list[int] = field(default_factory=list)  # campaigns, best first
+    values: list[float] = field(default_factory=list)  # eCPM, aligned with ranked
+    pctr: list[float] = field(default_factory=list)  # aligned with ranked
+    below_floor: np.ndarray = field(default_factory=lambda: _EMPTY_INT)  # campaigns (explain only)
     budget_reasons: dict[int, str] = field(default_factory=dict)  # campaign -> budget | pacing | store
     n_candidates: int = 0  # campaigns above the floor; ``ranked`` may hold only the head of them
 
@@ -94,7 +93,7 @@ def prepare(
         camps = owners[first]
     else:
         camps = np.zeros(0, dtype=np.int32)
-    pend = Pending(req, m, p, clauses, _EMPTY_INT, None, budget_reasons=reasons)
+    pend = Pending(req, m, p, clauses.tolist(), [], None, budget_reasons=reasons)
     if not camps.size:
         return pend
     pctr = (model or _PRIOR).predict(req, camps, index)
@@ -120,37 +119,34 @@ def prepare(
         if k >= n or free.size >= req.limit:
             break
         k *= 4
-    pend.ranked, pend.values, pend.pctr = ranked, values[order], pctr[order]
-    contenders_query(index, pend, m)
-    return pend
-
-
-def contenders_query(index: CampaignIndex, pend: Pending, m: Moment) -> None:
-    """Set ``pend.needs``, ``cap_of`` and ``query`` from ``pend.ranked``: the campaigns
-    that need per-user state and rank above the ``limit``-th one that does not
-    (all of them with ``explain`` or when fewer than ``limit`` need none)."""
-    req, ranked = pend.request, pend.ranked
+    pend.ranked, pend.values, pend.pctr = ranked.tolist(), values[order].tolist(), pctr[order].tolist()
     needs_user = index.needs_user[ranked]
     cut = ranked.size
     if not req.explain:
         free = (~needs_user).nonzero()[0]
         if free.size >= req.limit:
             cut = int(free[req.limit - 1]) + 1
-    needs = ranked[:cut][needs_user[:cut]]
-    if not needs.size:
+    state_query(index, pend, ranked[:cut][needs_user[:cut]].tolist())
+    return pend
+
+
+def state_query(index: CampaignIndex, pend: Pending, needs: list[int]) -> None:
+    """Set ``pend.needs``, ``cap_of`` and ``query`` for the campaigns ``needs``: the
+    contenders that need per-user state (retargeting events, frequency counters)."""
+    if not needs:
         return
     pend.needs = needs
     advertisers: dict[str, None] = {}
     caps: list[str] = []
-    labels = m.labels
-    for ci in needs.tolist():
+    labels = pend.moment.labels
+    for ci in needs:
         cid, adv, has_rt, cap_per, zone = index.state_meta[ci]
         if has_rt:
             advertisers[adv] = None
         if cap_per is not None:
             pend.cap_of[ci] = len(caps)
             caps.append(cap_key(cid, labels[zone][cap_per]))
-    pend.query = StateQuery(req.user_id, tuple(advertisers), tuple(caps), ())
+    pend.query = StateQuery(pend.request.user_id, tuple(advertisers), tuple(caps), ())
 
 
 _PRIOR = PriorModel()
@@ -167,23 +163,24 @@ def finish(
     """
     req = pend.request
     rejected: dict[int, str] = {}  # among the ranked candidates
-    for ci in pend.needs.tolist():
+    for ci in pend.needs:
         why = "store" if state is None else _user_check(index, ci, pend, state)
         if why is not None:
             rejected[ci] = why
-    ranked = pend.ranked
+    limit = req.limit
     if rejected:
-        top = [k for k, ci in enumerate(ranked.tolist()) if ci not in rejected][: req.limit]
-        sel = np.asarray(top, dtype=np.int64)
-        camps, values, pctr = ranked[sel], pend.values[sel], pend.pctr[sel]
+        top = [k for k, ci in enumerate(pend.ranked) if ci not in rejected][:limit]
+        camps = [pend.ranked[k] for k in top]
+        values = [pend.values[k] for k in top]
+        pctr = [pend.pctr[k] for k in top]
     else:
-        camps, values, pctr = ranked[: req.limit], pend.values[: req.limit], pend.pctr[: req.limit]
+        camps, values, pctr = pend.ranked[:limit], pend.values[:limit], pend.pctr[:limit]
     shown = index.shown
     # round(v * 1e6) / 1e6 is np.round(v, 6) value for value (both round half to even), minus numpy's per-call cost
     decisions = [
         {"campaign_id": cid, "advertiser": adv, "ecpm": round(v * 1e6) / 1e6, "pctr": round(q * 1e6) / 1e6,
          "bid": {kind: bid}}
-        for (cid, adv, kind, bid), v, q in zip([shown[ci] for ci in camps.tolist()], values.tolist(), pctr.tolist())
+        for (cid, adv, kind, bid), v, q in zip([shown[ci] for ci in camps], values, pctr)
     ]
     answer: dict[str, object] = {
         "request_id": req.request_id,
@@ -198,7 +195,7 @@ def finish(
         reasons.update(rejected)
         for ci in pend.below_floor.tolist():
             reasons[ci] = "floor_cpm"
-        eligible = [ci for ci in pend.ranked.tolist() if ci not in rejected]
+        eligible = [ci for ci in pend.ranked if ci not in rejected]
         answer["explain"] = {
             "eligible": [index.ids[ci] for ci in sorted(eligible)],
             "rejected": {index.ids[ci]: reasons.get(ci, "targeting")
@@ -207,20 +204,20 @@ def finish(
     return answer
 
 
-def _eligible_clauses(index: CampaignIndex, ci: int, clauses: np.ndarray) -> list[int]:
+def _eligible_clauses(index: CampaignIndex, ci: int, clauses: list[int]) -> list[int]:
     """Clauses of campaign ``ci`` among the eligible ``clauses``."""
     first = int(index.first_clause[ci])
     n = len(index.campaigns[ci].clauses)
     if n == 1:
         return [first]
-    return sorted(clauses[(clauses >= first) & (clauses < first + n)].tolist())
+    return sorted(j for j in clauses if first <= j < first + n)
 
 
 def _user_check(index: CampaignIndex, ci: int, pend: Pending, state: UserState) -> str | None:
     """Retargeting (some eligible clause's rules hold) and the frequency cap of campaign ``ci``."""
     if index.has_rt_list[ci]:
         events, now, rules = state.events, pend.request.ts, index.rt_rules
-        if not any(_rules_hold(rules[j], now, events) for j in _eligible_clauses(index, ci, pend.clauses)):
+        if not any(rules_hold(rules[j], now, events) for j in _eligible_clauses(index, ci, pend.clauses)):
             return "retargeting"
     k = pend.cap_of.get(ci)
     if k is not None:
@@ -230,7 +227,7 @@ def _user_check(index: CampaignIndex, ci: int, pend: Pending, state: UserState) 
     return None
 
 
-def _rules_hold(rules: RtRules | None, now: float, events: Mapping[tuple[str, str], float]) -> bool:
+def rules_hold(rules: RtRules | None, now: float, events: Mapping[tuple[str, str], float]) -> bool:
     """Every ``any`` list has a rule seen within its window, and no ``none`` rule is
     (a rule counts events up to 5 minutes in the future: clock skew between servers)."""
     if rules is None:
@@ -250,21 +247,4 @@ def _rules_hold(rules: RtRules | None, now: float, events: Mapping[tuple[str, st
     return True
 
 
-def state_check(index: CampaignIndex, clause: int, ci: int, pend: Pending, state: UserState) -> str | None:
-    """The whole per-clause state check (retargeting, cap, budget), for callers that
-    fetch state themselves (the batch scorer). ``None`` = passes, else the reason."""
-    c = index.campaigns[ci]
-    if not _rules_hold(index.rt_rules[clause], pend.request.ts, state.events):
-        return "retargeting"
-    if ci in pend.cap_of and c.cap_impressions is not None \
-            and state.user_counters[pend.cap_of[ci]] >= c.cap_impressions:
-        return "frequency_cap"
-    if ci in pend.spend_of and c.daily_budget is not None:
-        frac = pend.moment.day_fraction[index.zone_of[ci]]
-        return budget_allows(state.shared_counters[pend.spend_of[ci]], c.daily_budget, frac)
-    return None
-
-
-_state_check = state_check  # the batch scorer's original name
-
-__all__ = ["Pending", "contenders_query", "finish", "point_of", "prepare", "state_check"]
+__all__ = ["Pending", "finish", "point_of", "prepare", "rules_hold", "state_query"]

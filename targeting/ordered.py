@@ -33,7 +33,7 @@ import numpy as np
 
 from .batchmatch import clause_tables, ecpm_bound
 from .compiler import CampaignIndex
-from .decide import Pending, contenders_query, point_of
+from .decide import Pending, point_of, state_query
 from .matcher import Moment, moment
 from .request import Request
 from .scoring import ClickModel, PriorModel, ecpm
@@ -61,8 +61,12 @@ class OrderedIndex:
     ub_list: list[float]  # the same, for scalar reads
     run_end: np.ndarray  # int64[m]: position after the last clause of this position's campaign
     exact: bool
+    owner_list: list[int]  # owner, perm, value, pctr and free as lists: the prior model's walk reads
+    perm_list: list[int]  # them one element at a time, where a list is several times faster than numpy
+    value_list: list[float]
+    pctr_list: list[float]
+    free_list: list[bool]
     free: np.ndarray  # bool[n_campaigns]: the campaign needs no per-user state (index.needs_user negated)
-    later: int  # bits: every clause of a campaign but its first (non-zero: some campaign has several)
     value: np.ndarray  # float64[m]: eCPM per position (prior model only)
     pctr: np.ndarray  # float64[m]: pCTR per position (prior model only)
     last: int  # bits: last clause of each campaign
@@ -229,10 +233,14 @@ def ordered_index(index: CampaignIndex, model: ClickModel) -> OrderedIndex:
     value = ecpm(index, owner, pctr) if exact else np.zeros(0)
     if exact and np.any(np.diff(value) > 0):  # the inflated bound tied two different eCPMs: rank per request
         exact = False
-    out = OrderedIndex(index, model, rows, perm, owner, ub, ub.tolist(), run_end.astype(np.int64), exact,
-                       ~index.needs_user, _to_int(same_prev), value, pctr,
-                       _to_int(is_last), tuple(spread), (1 << m) - 1, _range_or(
-                           [rows[index.all_base + t] for t in index.all_tags_list]))
+    free = ~index.needs_user
+    out = OrderedIndex(
+        index=index, model=model, rows=rows, perm=perm, owner=owner, ub=ub, ub_list=ub.tolist(),
+        run_end=run_end.astype(np.int64), exact=exact, owner_list=owner.tolist(), perm_list=perm.tolist(),
+        value_list=value.tolist(), pctr_list=pctr.tolist(), free_list=free.tolist(), free=free,
+        value=value, pctr=pctr, last=_to_int(is_last), spread=tuple(spread), full=(1 << m) - 1,
+        all_or=_range_or([rows[index.all_base + t] for t in index.all_tags_list]),
+    )
     with _CACHE_LOCK:
         per = _CACHE.setdefault(index, {})
         if len(per) > 4:
@@ -247,7 +255,7 @@ def prepare(
 ) -> Pending:
     """:func:`targeting.decide.prepare` for a request without ``explain``, visiting
     only the head of the bound order."""
-    index, model = o.index, o.model
+    index = o.index
     m = m or moment(index.zones, req.ts)
     p = point_of(req, tx, index.tag_index)
     x = o.match(p, m)
@@ -258,91 +266,111 @@ def prepare(
             if "store" in blocked[1].values():  # only store failures change the answer's ``degraded``
                 hit = np.unique(o.owner[o.positions(x & b, 0, o.m)])
                 reasons = {ci: blocked[1][ci] for ci in hit.tolist()}
-            x &= ~b
-    pend = Pending(req, m, p, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), None,
-                   budget_reasons=reasons)
+            x ^= x & b
+    pend = Pending(req, m, p, [], [], None, budget_reasons=reasons)
     if not x:
         return pend
-    floor, limit = req.floor_cpm, req.limit
+    floor = req.floor_cpm
     # positions at or past ``stop`` cannot reach the floor (both arrays descend)
     stop = o.m if floor <= 0 else int(np.searchsorted(-(o.value if o.exact else o.ub[:-1]), -floor, side="right"))
-    seen: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []  # positions, campaigns, pCTR, eCPM
-    lo, step = 0, first_step
-    need, kth = limit, None  # (prior model) free campaigns still to find; the limit-th one's eCPM
-    while lo < stop:
-        hi = int(o.run_end[min(lo + step, stop) - 1])  # never split a campaign's clauses
-        chunk = (x >> lo if lo else x) & ((1 << (hi - lo)) - 1)
-        if not chunk:
-            lo, step = hi, step * 4
-            continue
-        pos = lead = _bits(chunk, hi - lo)
-        if lo:
-            pos = lead = pos + lo
-        if lo == 0 and chunk & o.later:  # drop every clause of a campaign after its first set one
-            f = chunk
-            for shift, mask in o.spread:
-                f |= (f << shift) & mask
-            dup = chunk & (f << 1) & o.later
-            if dup:
-                lead = _bits(chunk ^ dup, hi)
-        elif chunk & (o.later >> lo):
-            camp = o.owner[pos]
-            keep = np.empty(camp.size, dtype=bool)
-            keep[0] = True
-            np.not_equal(camp[1:], camp[:-1], out=keep[1:])
-            lead = pos[keep]
-        c = o.owner[lead]
-        if o.exact:
-            q, v = o.pctr[lead], o.value[lead]
-        else:
-            q = model.predict(req, c, index)
-            v = ecpm(index, c, q)
-        seen.append((pos, c, q, v))
-        lo, step = hi, step * 4
-        if o.exact:  # positions are already in rank order, all above the floor
-            if kth is None:
-                free = o.free[c].nonzero()[0]
-                if free.size >= need:
-                    kth = float(v[free[need - 1]])
-                need -= free.size
-            if kth is not None and kth > o.ub_list[lo]:
-                break
-        else:
-            vals = np.concatenate([s[3] for s in seen]) if len(seen) > 1 else v
-            free_vals = vals[o.free[np.concatenate([s[1] for s in seen]) if len(seen) > 1 else c]]
-            free_vals = free_vals[free_vals >= floor]
-            if free_vals.size >= limit:
-                kth = float(-np.partition(-free_vals, limit - 1)[limit - 1])
-                if kth > o.ub_list[lo]:  # strict: a tie with an unvisited campaign may still rank above
-                    break
-    if not seen:
-        return pend
-    if len(seen) == 1:
-        pos, camps, pctr, vals = seen[0]
+    if o.exact:
+        needs = _walk_exact(o, pend, x, stop, first_step)
+        # the first ``stop`` positions are exactly the ones at or above the floor
+        pend.n_candidates = o.count(x if stop == o.m else x & ((1 << stop) - 1))
     else:
-        pos, camps, pctr, vals = (np.concatenate([s[i] for s in seen]) for i in range(4))
-    if not o.exact:
-        above = vals >= floor
-        camps, vals, pctr = camps[above], vals[above], pctr[above]
-        order = np.lexsort((camps, -vals))
-        camps, vals, pctr = camps[order], vals[order], pctr[order]
-    pend.clauses = o.perm[pos]
-    pend.n_candidates = _candidates(o, req, x, lo, stop, int(camps.size))
-    pend.ranked, pend.values, pend.pctr = camps, vals, pctr
-    contenders_query(index, pend, m)
+        needs, lo = _walk_scored(o, pend, x, stop, first_step)
+        pend.n_candidates = _candidates(o, req, x, lo, stop, len(pend.ranked))
+    state_query(index, pend, needs)
     return pend
 
 
+def _walk_exact(o: OrderedIndex, pend: Pending, x: int, stop: int, step: int) -> list[int]:
+    """Prior model: a position's eCPM is known, and position order is rank order. Walk the
+    set bits from the lowest, in plain Python (a decision visits tens of them), up to the
+    ``limit``-th campaign that needs no per-user state: everything after it ranks below it.
+    Fills ``pend.ranked/values/pctr/clauses``; returns the contenders that need state."""
+    owner, value, pctr, free, perm = o.owner_list, o.value_list, o.pctr_list, o.free_list, o.perm_list
+    needs: list[int] = []
+    ranked, values, pctrs, clauses = pend.ranked, pend.values, pend.pctr, pend.clauses
+    need, last, lo = pend.request.limit, -1, 0
+    while lo < stop:
+        hi = min(lo + step, stop)
+        chunk = ((x >> lo) if lo else x) & ((1 << (hi - lo)) - 1)
+        while chunk:
+            low = chunk & -chunk
+            i = lo + low.bit_length() - 1
+            chunk ^= low
+            clauses.append(perm[i])
+            ci = owner[i]
+            if ci == last:  # another clause of the same campaign
+                continue
+            last = ci
+            ranked.append(ci)
+            values.append(value[i])
+            pctrs.append(pctr[i])
+            if free[ci]:
+                need -= 1
+                if not need:
+                    return needs
+            else:
+                needs.append(ci)
+        lo, step = hi, step * 4
+    return needs
+
+
+def _walk_scored(o: OrderedIndex, pend: Pending, x: int, stop: int, step: int) -> tuple[list[int], int]:
+    """A learned model: pCTR depends on the request, so candidates are scored a block of
+    positions at a time (numpy over the block) and ranked at the end; the walk stops once
+    the ``limit``-th campaign that needs no state beats every bound not yet visited.
+    Returns (contenders that need state, first position not visited)."""
+    index, model, req = o.index, o.model, pend.request
+    floor, limit = req.floor_cpm, req.limit
+    seen: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []  # positions, campaigns, pCTR, eCPM
+    lo = 0
+    while lo < stop:
+        hi = int(o.run_end[min(lo + step, stop) - 1])  # never split a campaign's clauses
+        pos = o.positions(x, lo, hi)
+        lo, step = hi, step * 4
+        if not pos.size:
+            continue
+        camp = o.owner[pos]
+        keep = np.empty(camp.size, dtype=bool)
+        keep[0] = True
+        np.not_equal(camp[1:], camp[:-1], out=keep[1:])
+        c = camp[keep]
+        q = model.predict(req, c, index)
+        v = ecpm(index, c, q)
+        seen.append((pos, c, q, v))
+        vals = np.concatenate([s[3] for s in seen])
+        free_vals = vals[o.free[np.concatenate([s[1] for s in seen])]]
+        free_vals = free_vals[free_vals >= floor]
+        if free_vals.size >= limit:
+            kth = float(-np.partition(-free_vals, limit - 1)[limit - 1])
+            if kth > o.ub_list[lo]:  # strict: a tie with an unvisited campaign may still rank above
+                break
+    if not seen:
+        return [], lo
+    pos, camps, pctr, vals = (np.concatenate([s[i] for s in seen]) for i in range(4))
+    above = vals >= floor
+    camps, vals, pctr = camps[above], vals[above], pctr[above]
+    order = np.lexsort((camps, -vals))
+    camps, vals, pctr = camps[order], vals[order], pctr[order]
+    pend.clauses = o.perm[pos].tolist()
+    pend.ranked, pend.values, pend.pctr = camps.tolist(), vals.tolist(), pctr.tolist()
+    needs_user = index.needs_user[camps]
+    free = (~needs_user).nonzero()[0]
+    cut = int(free[limit - 1]) + 1 if free.size >= limit else camps.size
+    return camps[:cut][needs_user[:cut]].tolist(), lo
+
+
 def _candidates(o: OrderedIndex, req: Request, x: int, lo: int, stop: int, seen: int) -> int:
-    """Campaigns of ``x`` whose eCPM reaches the floor; ``seen`` of them were visited,
-    all positions below ``lo`` (a campaign boundary)."""
+    """(Learned model) campaigns of ``x`` whose eCPM reaches the floor; ``seen`` of them
+    were visited, all at positions below ``lo`` (a campaign boundary)."""
     if lo >= stop:
         return seen
     if req.floor_cpm <= 0:  # every eCPM is >= 0: every campaign counts, the visited ones included
         return o.count(x)
-    if o.exact:  # the first ``stop`` positions are exactly the ones at or above the floor
-        return o.count(x & ((1 << stop) - 1))
-    pos = o.positions(x, lo, stop)  # a learned model with a floor: score the rest
+    pos = o.positions(x, lo, stop)  # with a floor: score the rest
     camp = np.unique(o.owner[pos])
     if not camp.size:
         return seen
