@@ -5,8 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .errors import TargetingError
 from .taxonomy import GENDERS, MAX_AGE, Taxonomy
@@ -18,9 +17,9 @@ REQUEST_FIELDS = frozenset(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Request:
-    """A validated impression. ``ts`` is epoch seconds; attributes are ``None`` when unknown."""
+class Request(NamedTuple):
+    """A validated impression. ``ts`` is epoch seconds; attributes are ``None`` when unknown.
+    A named tuple: one is built per decision, and a tuple is built fastest."""
 
     user_id: str
     ts: float
