@@ -20,7 +20,6 @@ from collections.abc import Callable
 
 import numpy as np
 
-from . import bitset
 from .compiler import CampaignIndex
 from .matcher import Moment
 from .state import PACING_SLACK, spend_key
@@ -35,7 +34,7 @@ class SpendMirror:
         self._lock = threading.Lock()
         # (index version, day labels per zone) -> (fetched at, spend float64[len(index.budgeted)])
         self._spend: dict[tuple[str, tuple[str, ...]], tuple[float, np.ndarray]] = {}
-        self._blocked: dict[tuple[object, ...], tuple[np.ndarray, dict[int, str]]] = {}
+        self._blocked: dict[tuple[object, ...], dict[int, str]] = {}
 
     def add(self, index: CampaignIndex, campaign: int, day: str, cost: float) -> None:
         """Spend this process just recorded (and wrote to the store): applied to the
@@ -50,11 +49,12 @@ class SpendMirror:
                     spend[pos] += cost
             self._blocked.clear()
 
-    def blocked(self, index: CampaignIndex, m: Moment, store: StateStore) -> tuple[np.ndarray, dict[int, str]]:
-        """(uint64[n_words] clauses that may not spend at ``m``, reason per campaign
-        position: ``budget``, ``pacing``, or ``store`` when it failed closed)."""
+    def blocked(self, index: CampaignIndex, m: Moment, store: StateStore) -> dict[int, str]:
+        """Campaign positions that may not spend at ``m``, with the reason: ``budget``,
+        ``pacing``, or ``store`` when it failed closed. The same dict object is handed
+        out until the answer changes, so callers may cache what they derive from it."""
         if not index.budgeted.size:
-            return np.zeros(index.n_words, dtype=np.uint64), {}
+            return {}
         days = m.day_labels
         key = (index.version, days)
         now = self._clock()
@@ -86,28 +86,22 @@ class SpendMirror:
         state = store.fetch([StateQuery("", (), (), keys)])[0]
         return np.asarray(state.shared_counters, dtype=np.float64)
 
-    def _compute(self, index: CampaignIndex, m: Moment, spent: np.ndarray) -> tuple[np.ndarray, dict[int, str]]:
+    def _compute(self, index: CampaignIndex, m: Moment, spent: np.ndarray) -> dict[int, str]:
         b = index.budgeted
         budget = index.budget[b]
         frac = np.asarray(m.day_fraction)[index.zone_of[b]]
         over = spent >= budget
         ahead = ~over & (spent >= budget * np.minimum(1.0, frac + PACING_SLACK))
-        reasons = {int(ci): "budget" for ci in b[over]}
-        reasons.update({int(ci): "pacing" for ci in b[ahead]})
-        return self._pack(index, b[over | ahead]), reasons
+        reasons = dict.fromkeys(b[over].tolist(), "budget")
+        reasons.update(dict.fromkeys(b[ahead].tolist(), "pacing"))
+        return reasons
 
-    def _all_blocked(self, index: CampaignIndex) -> tuple[np.ndarray, dict[int, str]]:
+    def _all_blocked(self, index: CampaignIndex) -> dict[int, str]:
         """Every budgeted campaign, failed closed (the same object while the outage lasts)."""
         key = (index.version, "store")
         hit = self._blocked.get(key)
         if hit is None:
-            hit = self._pack(index, index.budgeted), {int(ci): "store" for ci in index.budgeted}
+            hit = dict.fromkeys(index.budgeted.tolist(), "store")
             with self._lock:
                 self._blocked[key] = hit
         return hit
-
-    @staticmethod
-    def _pack(index: CampaignIndex, campaigns: np.ndarray) -> np.ndarray:
-        mask = np.zeros(index.n_campaigns, dtype=bool)
-        mask[campaigns] = True
-        return bitset.pack(mask[index.owner]) if index.n_clauses else np.zeros(index.n_words, dtype=np.uint64)

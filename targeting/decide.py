@@ -66,24 +66,27 @@ def point_of(req: Request, tx: Taxonomy, tag_index: dict[str, int]) -> Point:
 
 def prepare(
     index: CampaignIndex, tx: Taxonomy, req: Request, model: ClickModel | None = None,
-    blocked: tuple[np.ndarray, dict[int, str]] | None = None, m: Moment | None = None,
+    blocked: dict[int, str] | None = None, m: Moment | None = None,
 ) -> Pending:
     """Bitset stage, scoring, ranking, and the store query the contenders need.
 
-    ``blocked`` is (uint64[n_words] clauses of campaigns that may not spend now,
-    their reasons by campaign) from the spend mirror; ``None`` = none blocked.
+    ``blocked``: campaigns that may not spend now, with the reason (the spend
+    mirror's answer); ``None`` = none blocked.
     ``m`` is the request's :class:`Moment` when the caller has it already.
     """
     m = m or moment(index.zones, req.ts)
     p = point_of(req, tx, index.tag_index)
     words = match(index, p, m)
     reasons: dict[int, str] = {}
-    if blocked is not None and blocked[1]:
-        hit = words & blocked[0]
+    if blocked:
+        mask = np.zeros(index.n_campaigns, dtype=bool)
+        mask[list(blocked)] = True
+        no = bitset.pack(mask[index.owner])
+        hit = words & no
         if hit.any():
-            words = words & ~blocked[0]
+            words = words & ~no
             for ci in np.unique(index.owner[bitset.to_indices(hit)]).tolist():
-                reasons[ci] = blocked[1][ci]
+                reasons[ci] = blocked[ci]
     clauses = bitset.to_indices(words)
     owners = index.owner[clauses]  # ascending, since clauses are ascending and contiguous per campaign
     if clauses.size:

@@ -29,7 +29,6 @@ class Moment:
     slots: tuple[int, ...]  # half-hour-of-week slot per zone
     days: tuple[int, ...]  # local date ordinal per zone
     day_fraction: tuple[float, ...]  # share of the local day elapsed, per zone
-    local: tuple[dt.datetime, ...]
     labels: tuple[dict[str, str], ...] = ()  # per zone: window -> label (targeting.state.window_bucket)
     day_labels: tuple[str, ...] = ()  # per zone: labels[z]["day"]
 
@@ -42,16 +41,26 @@ def moment(zones: tuple[str, ...], ts: float) -> Moment:
 
 @lru_cache(maxsize=4096)
 def _moment_minute(zones: tuple[str, ...], minute: int) -> Moment:
-    slots, days, frac, local = [], [], [], []
-    for z in zones:
-        t = dt.datetime.fromtimestamp(minute * 60, _zone(z))
-        slots.append(t.weekday() * 48 + t.hour * 2 + t.minute // 30)
-        days.append(t.date().toordinal())
-        frac.append((t.hour * 60 + t.minute) / 1440)
-        local.append(t)
-    labels = tuple({w: window_bucket(w, t) for w in ("hour", "day", "week")} for t in local)
-    return Moment(minute * 60.0, tuple(slots), tuple(days), tuple(frac), tuple(local), labels,
-                  tuple(lb["day"] for lb in labels))
+    block, into = divmod(minute, 15)
+    parts = [_quarter(z, block) for z in zones]
+    return Moment(
+        minute * 60.0,
+        tuple(q[0] for q in parts),
+        tuple(q[1] for q in parts),
+        tuple((q[2] + into) / 1440 for q in parts),
+        tuple(q[3] for q in parts),
+        tuple(q[3]["day"] for q in parts),
+    )
+
+
+@lru_cache(maxsize=4096)
+def _quarter(zone: str, block: int) -> tuple[int, int, int, dict[str, str]]:
+    """(slot, day ordinal, local minute of the day, window labels) at the start of
+    the UTC quarter-hour ``block`` in ``zone``. Every zone's UTC offset is a multiple of 15
+    minutes, so the local hour, date, half-hour slot and windows hold for the whole quarter."""
+    t = dt.datetime.fromtimestamp(block * 900, _zone(zone))
+    labels = {w: window_bucket(w, t) for w in ("hour", "day", "week")}
+    return t.weekday() * 48 + t.hour * 2 + t.minute // 30, t.date().toordinal(), t.hour * 60 + t.minute, labels
 
 
 @lru_cache(maxsize=64)

@@ -60,6 +60,7 @@ class OrderedIndex:
     ub: np.ndarray  # float64[m + 1]
     ub_list: list[float]  # the same, for scalar reads
     run_end: np.ndarray  # int64[m]: position after the last clause of this position's campaign
+    run_of: list[tuple[int, int]]  # per campaign: (first position, number of clauses)
     exact: bool
     owner_list: list[int]  # owner, perm, value, pctr and free as lists: the prior model's walk reads
     perm_list: list[int]  # them one element at a time, where a list is several times faster than numpy
@@ -144,17 +145,23 @@ class OrderedIndex:
             self._remember(self._live, days, hit)
         return hit
 
-    def blocked_bits(self, words: np.ndarray) -> int:
-        """The spend mirror's blocked clauses (index order, uint64 words) in this order.
-        The mirror hands out the same array until its answer changes: cached by identity."""
-        hit = self._blocked.get(id(words))
-        if hit is None or hit[0] is not words:
-            bits = np.unpackbits(words.view(np.uint8), bitorder="little")[: self.index.n_clauses]
-            hit = (words, _to_int(bits[self.perm].astype(bool)))
+    def blocked_bits(self, blocked: dict[int, str]) -> int:
+        """The clauses of the spend mirror's blocked campaigns, as bits in this order. The
+        mirror hands out the same dict until its answer changes: cached by identity."""
+        hit = self._blocked.get(id(blocked))
+        if hit is None or hit[0] is not blocked:
+            if len(blocked) > 64:  # one pass over the positions
+                bits = _to_int(np.isin(self.owner, np.fromiter(blocked, dtype=np.int64, count=len(blocked))))
+            else:  # a campaign's clauses are one run of positions
+                bits = 0
+                for ci in blocked:
+                    start, n = self.run_of[ci]
+                    bits |= ((1 << n) - 1) << start
+            hit = (blocked, bits)
             with self._lock:
                 if len(self._blocked) > 16:
                     self._blocked.clear()
-                self._blocked[id(words)] = hit
+                self._blocked[id(blocked)] = hit
         return hit[1]
 
     def _remember(self, cache: dict[Any, int], key: Any, value: int) -> None:
@@ -178,6 +185,16 @@ def _bits(chunk: int, width: int) -> np.ndarray:
     """int64[]: the set bits of ``chunk`` (< 2**width), ascending."""
     raw = np.frombuffer(chunk.to_bytes((width + 7) // 8, "little"), dtype=np.uint8)
     return np.unpackbits(raw, bitorder="little").nonzero()[0]
+
+
+def _runs(owner: np.ndarray, n: int) -> list[tuple[int, int]]:
+    """(first position, number of positions) of each campaign; its positions are one run."""
+    start = np.zeros(n, dtype=np.int64)
+    count = np.bincount(owner, minlength=n)
+    if owner.size:
+        at = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
+        start[owner[at]] = at
+    return list(zip(start.tolist(), count.tolist()))
 
 
 def _range_or(level: list[int]) -> tuple[tuple[int, ...], ...]:
@@ -236,7 +253,8 @@ def ordered_index(index: CampaignIndex, model: ClickModel) -> OrderedIndex:
     free = ~index.needs_user
     out = OrderedIndex(
         index=index, model=model, rows=rows, perm=perm, owner=owner, ub=ub, ub_list=ub.tolist(),
-        run_end=run_end.astype(np.int64), exact=exact, owner_list=owner.tolist(), perm_list=perm.tolist(),
+        run_end=run_end.astype(np.int64), run_of=_runs(owner, index.n_campaigns), exact=exact,
+        owner_list=owner.tolist(), perm_list=perm.tolist(),
         value_list=value.tolist(), pctr_list=pctr.tolist(), free_list=free.tolist(), free=free,
         value=value, pctr=pctr, last=_to_int(is_last), spread=tuple(spread), full=(1 << m) - 1,
         all_or=_range_or([rows[index.all_base + t] for t in index.all_tags_list]),
@@ -250,7 +268,7 @@ def ordered_index(index: CampaignIndex, model: ClickModel) -> OrderedIndex:
 
 
 def prepare(
-    o: OrderedIndex, tx: Taxonomy, req: Request, blocked: tuple[np.ndarray, dict[int, str]] | None = None,
+    o: OrderedIndex, tx: Taxonomy, req: Request, blocked: dict[int, str] | None = None,
     m: Moment | None = None, first_step: int = FIRST_STEP,
 ) -> Pending:
     """:func:`targeting.decide.prepare` for a request without ``explain``, visiting
@@ -260,12 +278,12 @@ def prepare(
     p = point_of(req, tx, index.tag_index)
     x = o.match(p, m)
     reasons: dict[int, str] = {}
-    if x and blocked is not None and blocked[1]:
-        b = o.blocked_bits(blocked[0])
+    if x and blocked:
+        b = o.blocked_bits(blocked)
         if x & b:
-            if "store" in blocked[1].values():  # only store failures change the answer's ``degraded``
+            if "store" in blocked.values():  # only store failures change the answer's ``degraded``
                 hit = np.unique(o.owner[o.positions(x & b, 0, o.m)])
-                reasons = {ci: blocked[1][ci] for ci in hit.tolist()}
+                reasons = {ci: blocked[ci] for ci in hit.tolist()}
             x ^= x & b
     pend = Pending(req, m, p, [], [], None, budget_reasons=reasons)
     if not x:

@@ -131,17 +131,21 @@ def test_engine_decide_uses_the_fast_path_and_explain_agrees() -> None:
 
 
 def test_blocked_bits_follow_the_mirrors_answer() -> None:
-    """The budget-blocked set is converted once per mirror answer and re-converted when it changes."""
+    """The budget-blocked campaigns become every one of their clause bits, converted once
+    per mirror answer (by identity), both for a few campaigns and for many."""
     engine = Engine.load("rules", clock=lambda: NOW)
     o = engine._snap.ordered
     ix = engine.index
-    words = np.zeros(ix.n_words, dtype=np.uint64)
-    assert o.blocked_bits(words) == 0
-    other = words.copy()
-    other[0] = np.uint64(1)  # clause 0 (index order)
-    bits = o.blocked_bits(other)
-    assert bits.bit_count() == 1
-    assert int(o.perm[bits.bit_length() - 1]) == 0
+    assert o.blocked_bits({}) == 0
+    multi = next(ci for ci, c in enumerate(ix.campaigns) if len(c.clauses) > 1)
+    few = {multi: "budget", 0: "pacing"}
+    many = dict.fromkeys(range(ix.n_campaigns), "store")
+    for blocked in (few, many):
+        bits = o.blocked_bits(blocked)
+        want = {j for j in range(ix.n_clauses) if int(ix.owner[j]) in blocked}
+        got = {int(o.perm[i]) for i in range(o.m) if bits >> i & 1}
+        assert got == want
+        assert o.blocked_bits(blocked) is bits  # cached while the mirror's answer is the same object
 
 
 def test_eligible_counts_a_campaign_once_whichever_of_its_clauses_match() -> None:

@@ -8,8 +8,9 @@ a backend only stores and counts; it knows nothing of campaigns or windows.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import NamedTuple, Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -33,13 +34,13 @@ class Counter:
     ttl: int
 
 
-@dataclass(frozen=True)
-class StateQuery:
+class StateQuery(NamedTuple):
     """What one decision needs to know.
 
     ``advertisers``: whose events of this user are needed; ``user_counters``:
     keys of this user's counters (frequency caps); ``shared_counters``:
-    per-campaign counter keys (spend today).
+    per-campaign counter keys (spend today). Named tuples, this and
+    :class:`UserState`: one of each is built per decision.
     """
 
     user_id: str
@@ -48,11 +49,10 @@ class StateQuery:
     shared_counters: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class UserState:
+class UserState(NamedTuple):
     """Answer to a :class:`StateQuery`; counter tuples line up with the query's keys."""
 
-    events: Mapping[tuple[str, str], float] = field(default_factory=dict)  # (advertiser, event) -> latest ts
+    events: Mapping[tuple[str, str], float] = MappingProxyType({})  # (advertiser, event) -> latest ts
     user_counters: tuple[float, ...] = ()
     shared_counters: tuple[float, ...] = ()
 
