@@ -25,6 +25,7 @@ import numpy as np
 from . import bitset
 from .rules import Campaign
 from .spec import Clause
+from .state import cap_key
 from .taxonomy import AGE_DOMAIN, SLOTS, Taxonomy
 
 Window = tuple[tuple[str, str], float]  # ((advertiser, event), window in seconds)
@@ -72,7 +73,8 @@ class CampaignIndex:
     budget: np.ndarray  # float64[n]: daily budget, nan = none
     budgeted: np.ndarray  # int64[]: positions of campaigns with a daily budget
     shown: tuple[tuple[str, str, str, float], ...]  # (id, advertiser, bid type, bid) per campaign, for answers
-    state_meta: tuple[tuple[str, str, bool, str | None, int], ...]  # (id, advertiser, uses retargeting, cap window, zone)
+    # per campaign: (advertiser, uses retargeting, cap window or None, zone, cap key prefix, cap impressions)
+    state_meta: tuple[tuple[str, bool, str | None, int, str, float], ...]
     rt_rules: tuple[RtRules | None, ...]  # per clause: its retargeting rules keyed as the store answers, or None
     advertisers: frozenset[str]  # every advertiser with a campaign (events for others are refused)
     longest_window_days: int  # longest retargeting ``within_days`` in any clause, 0 if none
@@ -195,8 +197,8 @@ def compile_campaigns(campaigns: Sequence[Campaign], taxonomy: Taxonomy, version
         budget=np.array([np.nan if c.daily_budget is None else c.daily_budget for c in camps], dtype=np.float64),
         budgeted=np.array([i for i, c in enumerate(camps) if c.daily_budget is not None], dtype=np.int64),
         shown=tuple((c.id, c.advertiser, c.bid_type, c.bid) for c in camps),
-        state_meta=tuple((c.id, c.advertiser, c.spec.uses_retargeting, c.cap_per, zone_pos[c.timezone])
-                         for c in camps),
+        state_meta=tuple((c.advertiser, c.spec.uses_retargeting, c.cap_per, zone_pos[c.timezone], cap_key(c.id, ""),
+                          float("inf") if c.cap_impressions is None else float(c.cap_impressions)) for c in camps),
         rt_rules=tuple(_rt_rules(cl, camps[o].advertiser) for cl, o in zip(clauses, owner_list)),
         advertisers=frozenset(c.advertiser for c in camps),
         longest_window_days=max(

@@ -23,7 +23,6 @@ from .compiler import CampaignIndex, RtRules
 from .matcher import Moment, Point, first_failures, match, moment, sorted_tag_indices
 from .request import Request
 from .scoring import ClickModel, PriorModel, ecpm
-from .state import cap_key
 from .stores.base import StateQuery, UserState
 from .taxonomy import UNKNOWN, Taxonomy, gender_index
 
@@ -143,12 +142,12 @@ def state_query(index: CampaignIndex, pend: Pending, needs: list[int]) -> None:
     caps: list[str] = []
     labels = pend.moment.labels
     for ci in needs:
-        cid, adv, has_rt, cap_per, zone = index.state_meta[ci]
+        adv, has_rt, cap_per, zone, prefix, _ = index.state_meta[ci]
         if has_rt:
             advertisers[adv] = None
         if cap_per is not None:
             pend.cap_of[ci] = len(caps)
-            caps.append(cap_key(cid, labels[zone][cap_per]))
+            caps.append(prefix + labels[zone][cap_per])  # state.cap_key(id, label)
     pend.query = StateQuery(pend.request.user_id, tuple(advertisers), tuple(caps), ())
 
 
@@ -218,15 +217,14 @@ def _eligible_clauses(index: CampaignIndex, ci: int, clauses: list[int]) -> list
 
 def _user_check(index: CampaignIndex, ci: int, pend: Pending, state: UserState) -> str | None:
     """Retargeting (some eligible clause's rules hold) and the frequency cap of campaign ``ci``."""
-    if index.has_rt_list[ci]:
+    _, has_rt, _, _, _, cap = index.state_meta[ci]
+    if has_rt:
         events, now, rules = state.events, pend.request.ts, index.rt_rules
         if not any(rules_hold(rules[j], now, events) for j in _eligible_clauses(index, ci, pend.clauses)):
             return "retargeting"
     k = pend.cap_of.get(ci)
-    if k is not None:
-        cap = index.campaigns[ci].cap_impressions
-        if cap is not None and state.user_counters[k] >= cap:
-            return "frequency_cap"
+    if k is not None and state.user_counters[k] >= cap:
+        return "frequency_cap"
     return None
 
 
