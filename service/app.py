@@ -32,7 +32,7 @@ from starlette.responses import FileResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import request_response
 from starlette.staticfiles import StaticFiles
 
-from targeting.engine import Engine
+from targeting.engine import Engine, settle_heap
 from targeting.errors import NotFound, TargetingError, Unavailable
 from targeting.spec import parse_spec
 from targeting.stores.memory import MemoryStore
@@ -94,6 +94,7 @@ def create_app(engine: Engine, settings: Settings | None = None) -> FastAPI:
         log.info("serving index %s (%d campaigns), store %s, decide %s",
                  engine.index.version, engine.index.n_campaigns, type(engine.store).__name__,
                  "in threadpool" if state.offload else "inline on the event loop")
+        settle_heap()  # the index and the framework live as long as the process
         follower = None
         if state.signal is not None:
             follower = asyncio.create_task(state.signal.follow(engine))

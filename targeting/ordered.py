@@ -24,7 +24,6 @@ store, same ``eligible``. ``explain`` keeps the exhaustive path.
 from __future__ import annotations
 
 import threading
-import weakref
 from bisect import bisect_left
 from dataclasses import dataclass, field
 from typing import Any
@@ -165,9 +164,11 @@ class OrderedIndex:
         return hit[1]
 
     def _remember(self, cache: dict[Any, int], key: Any, value: int) -> None:
+        """Keep ``value``; past ``CACHE_BYTES`` the oldest entry goes (one at a time: clearing
+        thousands of big integers at once is a pause of milliseconds inside some decision)."""
         with self._lock:
             if len(cache) * (self.m // 8 + 64) > CACHE_BYTES:
-                cache.clear()
+                del cache[next(iter(cache))]
             cache[key] = value
 
     def count(self, x: int) -> int:
@@ -212,17 +213,10 @@ def _to_int(bools: np.ndarray) -> int:
     return int.from_bytes(np.packbits(bools, bitorder="little").tobytes(), "little")
 
 
-_CACHE: weakref.WeakKeyDictionary[CampaignIndex, dict[Any, OrderedIndex]] = weakref.WeakKeyDictionary()
-_CACHE_LOCK = threading.Lock()
-
-
 def ordered_index(index: CampaignIndex, model: ClickModel) -> OrderedIndex:
-    """The index in ``model``'s bound order, built once per (index, model version)."""
+    """The index in ``model``'s bound order. Built by the engine's snapshot, once per
+    rule set and model, and held there (not cached here: it refers to the index)."""
     key = (id(model), model.version)
-    with _CACHE_LOCK:
-        hit = _CACHE.setdefault(index, {}).get(key)
-    if hit is not None and hit.model is model:
-        return hit
     bound = ecpm_bound(index, model)
     tables = clause_tables(index, bound, key=key)
     m = index.n_clauses
@@ -259,11 +253,6 @@ def ordered_index(index: CampaignIndex, model: ClickModel) -> OrderedIndex:
         value=value, pctr=pctr, last=_to_int(is_last), spread=tuple(spread), full=(1 << m) - 1,
         all_or=_range_or([rows[index.all_base + t] for t in index.all_tags_list]),
     )
-    with _CACHE_LOCK:
-        per = _CACHE.setdefault(index, {})
-        if len(per) > 4:
-            per.clear()
-        per[key] = out
     return out
 
 

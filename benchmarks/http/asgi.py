@@ -29,6 +29,7 @@ sys.path.insert(0, str(REPO))
 
 from service import Settings, create_app
 from targeting import Engine
+from targeting.engine import settle_heap
 
 
 def load_pool() -> list[bytes]:
@@ -98,6 +99,7 @@ def main() -> int:
         write_campaigns(generate_campaigns(a.campaigns, Taxonomy.load(rules / "taxonomy"), seed=a.seed),
                         rules / "campaigns")
         engine = Engine.load(rules)
+    settle_heap()  # as the service does at start-up
     rows: dict[str, tuple[float, float]] = {}
 
     def route(app: Callable, path: str, bodies: list[bytes]) -> Callable[[int], None]:
