@@ -25,7 +25,7 @@ from targeting.batch import score
 from targeting.batchrequests import request_from_row
 from targeting.clicklog import generate_requests
 from targeting.compiler import compile_campaigns
-from targeting.engine import Engine
+from targeting.engine import Engine, settle_heap
 from targeting.gen import generate_campaigns
 from targeting.rules import validate_campaigns
 from targeting.stores.memory import MemoryStore
@@ -37,7 +37,9 @@ RULES = Path(__file__).resolve().parents[1] / "rules"
 
 def engine_for(camps: list[dict], tx: Taxonomy, now: float) -> Engine:
     index = compile_campaigns(validate_campaigns([("gen.yaml", camps)], tx), tx, "bench")
-    return Engine(tx, index, store=MemoryStore(clock=lambda: now), clock=lambda: now)
+    engine = Engine(tx, index, store=MemoryStore(clock=lambda: now), clock=lambda: now)
+    settle_heap()  # as a long-running process would (targeting serve does)
+    return engine
 
 
 def decide_loop(engine: Engine, path: Path, n: int) -> float:

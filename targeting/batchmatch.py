@@ -281,7 +281,7 @@ def store_checks(
     (``targeting.state.cap_key`` / ``spend_key``): one query per request with
     its cap keys and retargeting advertisers, plus one query (user ``""``) for
     the distinct spend keys, which are per campaign and day. Caps and pacing
-    (``targeting.state.budget_allows``) are array comparisons; retargeting rules
+    (``targeting.budget``'s rule: spent < budget and < budget × (day share + slack)) are array comparisons; retargeting rules
     of users who have events go through decide's own check. When the store is
     unavailable, every pair that needs it fails (fail closed, as decide's
     ``degraded``)."""

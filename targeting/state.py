@@ -44,19 +44,6 @@ def counter_ttl(per: str) -> int:
     return 2 * WINDOW_SECONDS[per]
 
 
-def budget_allows(spent: float, budget: float, day_fraction: float, slack: float = PACING_SLACK) -> str | None:
-    """Even pacing: by a share ``f`` of the local day, spend may reach ``budget × (f + slack)``.
-
-    Returns ``None`` when the campaign may serve, ``"budget"`` when the day's
-    budget is spent, ``"pacing"`` when it is ahead of the even schedule.
-    """
-    if spent >= budget:
-        return "budget"
-    if spent >= budget * min(1.0, day_fraction + slack):
-        return "pacing"
-    return None
-
-
 def impression_cost(price: float | None, bid_type: str, bid: float, pctr: float) -> float:
     """Spend of one impression in currency units.
 
