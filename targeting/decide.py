@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -51,6 +52,8 @@ class Pending:
     below_floor: np.ndarray = field(default_factory=lambda: _EMPTY_INT)  # campaigns (explain only)
     budget_reasons: dict[int, str] = field(default_factory=dict)  # campaign -> budget | pacing | store
     n_candidates: int = 0  # campaigns above the floor; ``ranked`` may hold only the head of them
+    heads: Sequence[dict[str, Any]] | None = None  # per campaign, its decision but "bid", when the
+    # model's pCTR does not depend on the request (the prior): copied instead of rebuilt
 
 
 def point_of(req: Request, tx: Taxonomy, tag_index: dict[str, int]) -> Point:
@@ -178,12 +181,15 @@ def finish(
     else:
         camps, values, pctr = pend.ranked[:limit], pend.values[:limit], pend.pctr[:limit]
     shown = index.shown
-    # round(v * 1e6) / 1e6 is np.round(v, 6) value for value (both round half to even), minus numpy's per-call cost
-    decisions = [
-        {"campaign_id": cid, "advertiser": adv, "ecpm": round(v * 1e6) / 1e6, "pctr": round(q * 1e6) / 1e6,
-         "bid": {kind: bid}}
-        for (cid, adv, kind, bid), v, q in zip([shown[ci] for ci in camps], values, pctr)
-    ]
+    if pend.heads is not None:
+        decisions = []
+        for ci in camps:
+            d = pend.heads[ci].copy()
+            d["bid"] = {shown[ci][2]: shown[ci][3]}
+            decisions.append(d)
+    else:
+        decisions = [decision(cid, adv, kind, bid, v, q)
+                     for (cid, adv, kind, bid), v, q in zip([shown[ci] for ci in camps], values, pctr)]
     answer: dict[str, object] = {
         "request_id": req.request_id,
         "decisions": decisions,
@@ -204,6 +210,13 @@ def finish(
                          for ci in sorted(set(range(index.n_campaigns)) - set(eligible))},
         }
     return answer
+
+
+def decision(cid: str, advertiser: str, kind: str, bid: float, ecpm: float, pctr: float) -> dict[str, Any]:
+    """One entry of the answer's ``decisions``. ``round(v * 1e6) / 1e6`` is ``np.round(v, 6)``
+    value for value (both round half to even), without numpy's per-call cost."""
+    return {"campaign_id": cid, "advertiser": advertiser, "ecpm": round(ecpm * 1e6) / 1e6,
+            "pctr": round(pctr * 1e6) / 1e6, "bid": {kind: bid}}
 
 
 def _eligible_clauses(index: CampaignIndex, ci: int, clauses: list[int]) -> list[int]:
@@ -248,4 +261,4 @@ def rules_hold(rules: RtRules | None, now: float, events: Mapping[tuple[str, str
     return True
 
 
-__all__ = ["Pending", "finish", "point_of", "prepare", "rules_hold", "state_query"]
+__all__ = ["Pending", "decision", "finish", "point_of", "prepare", "rules_hold", "state_query"]

@@ -17,7 +17,7 @@ import numpy as np
 from . import ordered
 from .budget import SpendMirror
 from .compiler import CampaignIndex, compile_campaigns
-from .decide import finish, prepare
+from .decide import Pending, finish, prepare
 from .errors import NotFound, TargetingError, Unavailable
 from .matcher import moment
 from .ordered import OrderedIndex, ordered_index
@@ -27,6 +27,7 @@ from .scoring import ClickModel, PriorModel
 from .spec import MAX_WINDOW_DAYS, Spec, parse_spec
 from .state import cap_key, counter_ttl, impression_cost, spend_key
 from .stores import Counter, StateStore, StoreUnavailable, open_store
+from .stores.base import StateQuery, UserState
 from .taxonomy import Taxonomy
 
 log = logging.getLogger("targeting")
@@ -143,7 +144,18 @@ class Engine:
     # ------------------------------------------------------------- decide
     def decide(self, request: Mapping[str, Any]) -> dict[str, Any]:
         """One impression → the contract's decide answer. Raises TargetingError on bad input."""
-        return self._decide_many([request], strict=True)[0]
+        snap = self._snap
+        try:
+            pend = self._prepare(snap, request, self.clock(), "")
+        except TargetingError:
+            self.stats["decide_invalid"] += 1
+            raise
+        state: UserState | None = None
+        degraded: list[str] = []
+        if pend.query is not None:
+            states, degraded = self._fetch([pend.query])
+            state = states[0] if states else None
+        return self._finish(snap, pend, state, degraded)
 
     def decide_batch(self, requests: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         """Answers in the same order. A bad request gets ``{"request_id", "error"}`` in its
@@ -153,56 +165,59 @@ class Engine:
         if len(requests) > MAX_BATCH:
             raise TargetingError(f"at most {MAX_BATCH} requests per batch, got {len(requests)}",
                                  path="requests", code="too_large")
-        return self._decide_many(requests, strict=False)
-
-    def _decide_many(self, raws: Sequence[Mapping[str, Any]], strict: bool) -> list[dict[str, Any]]:
         snap = self._snap
         now = self.clock()
-        out: list[dict[str, Any] | None] = [None] * len(raws)
-        pendings = []
-        for i, raw in enumerate(raws):
+        out: list[dict[str, Any]] = []
+        pendings: list[tuple[int, Pending]] = []
+        for i, raw in enumerate(requests):
             try:
-                req = parse_request(raw, self.taxonomy, now, path="" if strict else f"requests[{i}]")
-                if self.profiles is not None:
-                    req = req.with_profile(self.profiles.lookup(req.user_id))
-                m = moment(snap.index.zones, req.ts)
-                blocked = self._spend.blocked(snap.index, m, self.store) if snap.index.budgeted.size else None
-                if req.explain:
-                    pend = prepare(snap.index, self.taxonomy, req, snap.model, blocked, m)
-                else:
-                    pend = ordered.prepare(snap.ordered, self.taxonomy, req, blocked, m)
-                pendings.append((i, pend))
+                pendings.append((i, self._prepare(snap, raw, now, f"requests[{i}]")))
+                out.append({})
             except TargetingError as e:
                 self.stats["decide_invalid"] += 1
-                if strict:
-                    raise
                 rid = raw.get("request_id") if isinstance(raw, Mapping) else None
-                out[i] = {"request_id": rid, "error": e.to_dict()}
-        queries = [(i, p.query) for i, p in pendings if p.query is not None]
+                out.append({"request_id": rid, "error": e.to_dict()})
+        asking = [(i, p.query) for i, p in pendings if p.query is not None]
         states: dict[int, Any] = {}
         degraded: list[str] = []
-        if queries:
-            try:
-                answers = self.store.fetch([q for _, q in queries])
-                states = {i: a for (i, _), a in zip(queries, answers)}
-            except StoreUnavailable as e:
-                degraded = ["store_unavailable"]
-                self.stats["store_unavailable"] += 1
-                if time.monotonic() - self._warned > 10:  # one line per 10 s, not one per decision
-                    self._warned = time.monotonic()
-                    log.warning("store unavailable, skipping campaigns that need it "
-                                "(%d failed store calls so far): %s", self.stats["store_unavailable"], e)
+        if asking:
+            answers, degraded = self._fetch([q for _, q in asking])
+            states = {i: a for (i, _), a in zip(asking, answers)}
         for i, p in pendings:
-            needs_state = p.query is not None
-            why = list(degraded if needs_state else ())
-            if not why and "store" in p.budget_reasons.values():  # budgets failed closed
-                why = ["store_unavailable"]
-            ans = finish(snap.index, self.taxonomy, snap.model, p, states.get(i), why)
-            if why:
-                self.stats["decide_degraded"] += 1
-            self.stats["decisions"] += 1
-            out[i] = ans
-        return [a for a in out if a is not None]
+            out[i] = self._finish(snap, p, states.get(i), degraded if p.query is not None else [])
+        return out
+
+    def _prepare(self, snap: Snapshot, raw: Any, now: float, path: str) -> Pending:
+        """Validate one request and run it up to its store query (no I/O)."""
+        req = parse_request(raw, self.taxonomy, now, path=path)
+        if self.profiles is not None:
+            req = req.with_profile(self.profiles.lookup(req.user_id))
+        index = snap.index
+        m = moment(index.zones, req.ts)
+        blocked = self._spend.blocked(index, m, self.store) if index.budgeted.size else None
+        if req.explain:
+            return prepare(index, self.taxonomy, req, snap.model, blocked, m)
+        return ordered.prepare(snap.ordered, self.taxonomy, req, blocked, m)
+
+    def _fetch(self, queries: list[StateQuery]) -> tuple[list[UserState], list[str]]:
+        """One store round trip: (answers, []) or, when the store cannot answer, ([], degraded)."""
+        try:
+            return self.store.fetch(queries), []
+        except StoreUnavailable as e:
+            self.stats["store_unavailable"] += 1
+            if time.monotonic() - self._warned > 10:  # one line per 10 s, not one per decision
+                self._warned = time.monotonic()
+                log.warning("store unavailable, skipping campaigns that need it "
+                            "(%d failed store calls so far): %s", self.stats["store_unavailable"], e)
+            return [], ["store_unavailable"]
+
+    def _finish(self, snap: Snapshot, pend: Pending, state: UserState | None, degraded: list[str]) -> dict[str, Any]:
+        if not degraded and pend.budget_reasons and "store" in pend.budget_reasons.values():
+            degraded = ["store_unavailable"]  # budgets failed closed
+        if degraded:
+            self.stats["decide_degraded"] += 1
+        self.stats["decisions"] += 1
+        return finish(snap.index, self.taxonomy, snap.model, pend, state, degraded)
 
     def pctr(self, request: Mapping[str, Any], campaign_id: str) -> float:
         """The model's click probability for one request and campaign."""

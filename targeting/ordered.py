@@ -32,7 +32,7 @@ import numpy as np
 
 from .batchmatch import clause_tables, ecpm_bound
 from .compiler import CampaignIndex
-from .decide import Pending, point_of, state_query
+from .decide import Pending, decision, point_of, state_query
 from .matcher import Moment, moment
 from .request import Request
 from .scoring import ClickModel, PriorModel, ecpm
@@ -66,6 +66,7 @@ class OrderedIndex:
     value_list: list[float]
     pctr_list: list[float]
     free_list: list[bool]
+    heads: list[dict[str, Any]] | None  # prior model: each campaign's decision but "bid" (decide.finish)
     free: np.ndarray  # bool[n_campaigns]: the campaign needs no per-user state (index.needs_user negated)
     value: np.ndarray  # float64[m]: eCPM per position (prior model only)
     pctr: np.ndarray  # float64[m]: pCTR per position (prior model only)
@@ -188,6 +189,18 @@ def _bits(chunk: int, width: int) -> np.ndarray:
     return np.unpackbits(raw, bitorder="little").nonzero()[0]
 
 
+def _heads(index: CampaignIndex, owner: np.ndarray, value: np.ndarray, pctr: np.ndarray) -> list[dict[str, Any]]:
+    """Each campaign's decision without its "bid", from its eCPM and pCTR at its positions."""
+    at = np.zeros(index.n_campaigns, dtype=np.int64)
+    at[owner[::-1]] = np.arange(owner.size)[::-1]  # some position of each campaign
+    out = []
+    for ci, (cid, adv, kind, bid) in enumerate(index.shown):
+        d = decision(cid, adv, kind, bid, float(value[at[ci]]), float(pctr[at[ci]]))
+        del d["bid"]
+        out.append(d)
+    return out
+
+
 def _runs(owner: np.ndarray, n: int) -> list[tuple[int, int]]:
     """(first position, number of positions) of each campaign; its positions are one run."""
     start = np.zeros(n, dtype=np.int64)
@@ -250,6 +263,7 @@ def ordered_index(index: CampaignIndex, model: ClickModel) -> OrderedIndex:
         run_end=run_end.astype(np.int64), run_of=_runs(owner, index.n_campaigns), exact=exact,
         owner_list=owner.tolist(), perm_list=perm.tolist(),
         value_list=value.tolist(), pctr_list=pctr.tolist(), free_list=free.tolist(), free=free,
+        heads=_heads(index, owner, value, pctr) if exact else None,
         value=value, pctr=pctr, last=_to_int(is_last), spread=tuple(spread), full=(1 << m) - 1,
         all_or=_range_or([rows[index.all_base + t] for t in index.all_tags_list]),
     )
@@ -274,7 +288,7 @@ def prepare(
                 hit = np.unique(o.owner[o.positions(x & b, 0, o.m)])
                 reasons = {ci: blocked[ci] for ci in hit.tolist()}
             x ^= x & b
-    pend = Pending(req, m, p, [], [], None, budget_reasons=reasons)
+    pend = Pending(req, m, p, [], [], None, budget_reasons=reasons, heads=o.heads)
     if not x:
         return pend
     floor = req.floor_cpm
