@@ -145,6 +145,8 @@ class Taxonomy:
         city (吉林, 海南) when the field says which is meant. Raises
         TargetingError naming the closest matches when unknown or ambiguous.
         """
+        if type(value) is int and value in self.places:  # the common case: a known adcode
+            return value
         if isinstance(value, bool) or not isinstance(value, (int, str)):
             raise TargetingError(f"a place must be an adcode or a name, not {value!r}", path=path)
         key = str(value).strip().lower()
