@@ -7,7 +7,8 @@ import logging
 import threading
 import time
 from collections import Counter as Tally
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,21 @@ from .stores.base import StateQuery, UserState
 from .taxonomy import Taxonomy
 
 log = logging.getLogger("targeting")
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection inside: a batch keeps hundreds of decisions' objects alive
+    at once, which triggers young-generation collections that find nothing (the objects are
+    acyclic, freed by reference counting when the batch ends): 10-20% of a batch's time.
+    Restores the collector only if it was on (and leaves another thread's pause alone)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def settle_heap() -> None:
@@ -165,6 +181,10 @@ class Engine:
         if len(requests) > MAX_BATCH:
             raise TargetingError(f"at most {MAX_BATCH} requests per batch, got {len(requests)}",
                                  path="requests", code="too_large")
+        with _collector_paused():
+            return self._decide_batch(requests)
+
+    def _decide_batch(self, requests: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         snap = self._snap
         now = self.clock()
         out: list[dict[str, Any]] = []

@@ -4,6 +4,7 @@ pacing, retargeting, degradation, profiles, reload."""
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -182,6 +183,29 @@ def test_store_is_asked_once_per_batch(tx: Taxonomy) -> None:
     assert calls == [7]
     assert answers[-1]["error"]["path"] == "requests[7].user_id"
     assert all(ids(a) == ["capped"] for a in answers[:7])
+
+
+def test_batch_pauses_the_collector_and_restores_it(tx: Taxonomy) -> None:
+    """decide_batch runs without cyclic GC (its objects are acyclic) and leaves the collector
+    as it found it: on stays on, even when the store fails; off (the application's choice) stays off."""
+    seen: list[bool] = []
+
+    class Watching(MemoryStore):
+        def fetch(self, queries: Sequence[StateQuery]) -> list[UserState]:
+            seen.append(gc.isenabled())
+            raise StoreUnavailable("down")
+
+    e = engine(tx, [camp("capped", frequency_cap={"impressions": 1, "per": "day"})], store=Watching())
+    assert gc.isenabled()
+    answers = e.decide_batch([{"user_id": "u1"}, {"user_id": "u2"}])
+    assert seen == [False] and gc.isenabled()
+    assert all(a["degraded"] == ["store_unavailable"] and a["decisions"] == [] for a in answers)
+    gc.disable()
+    try:
+        e.decide_batch([{"user_id": "u1"}])
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
 
 
 def test_profiles_fill_what_the_request_lacks(tx: Taxonomy) -> None:
