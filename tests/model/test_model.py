@@ -76,6 +76,40 @@ def test_engine_uses_and_swaps_the_model(trained: tuple[Path, dict]) -> None:
     assert e.pctr({"user_id": "x", "age": 30}, cid) == e.index.prior_ctr[0]
 
 
+def test_fast_path_with_the_learned_model_equals_the_exhaustive_one(trained: tuple[Path, dict]) -> None:
+    """With a learned model pCTR depends on the request: the fast path scores blocks of
+    candidates and stops on the model's pCTR bound. Same decisions, ties and floors
+    included, as the exhaustive path that ``explain`` takes."""
+    from targeting import ordered
+    from targeting.decide import finish, prepare
+    from targeting.matcher import moment
+
+    e = Engine.load(RULES, model=trained[0])
+    snap = e._snap
+    assert not snap.ordered.exact
+    rng = np.random.default_rng(11)
+    tags, scenes = e.taxonomy.tag_ids, list(e.taxonomy.scenes)
+    compared = 0
+    for i in range(400):
+        raw = {"user_id": f"u{i}", "ts": 1_790_000_000 + int(rng.integers(0, 14 * 86400)),
+               "gender": ["male", "female", None][i % 3], "age": int(rng.integers(16, 70)),
+               "tags": list(rng.choice(tags, size=int(rng.integers(0, 5)), replace=False)),
+               "scene": scenes[i % len(scenes)], "geo": {"province": [440000, 310000, 110000, 510000][i % 4]},
+               "limit": 1 + i % 6, "floor_cpm": [0.0, 0.0, 5.0, 20.0][i % 4]}
+        req = parse_request({k: v for k, v in raw.items() if v is not None}, e.taxonomy, 0)
+        m = moment(snap.index.zones, req.ts)
+        for step in (1, 8, 512):
+            fast = ordered.prepare(snap.ordered, e.taxonomy, req, None, m, first_step=step)
+            slow = prepare(snap.index, e.taxonomy, req, snap.model, None, m)
+            assert fast.n_candidates == slow.n_candidates
+            assert sorted(fast.needs) == sorted(slow.needs)
+            state = e.store.fetch([slow.query])[0] if slow.query is not None else None
+            assert finish(snap.index, e.taxonomy, snap.model, fast, state) == \
+                finish(snap.index, e.taxonomy, snap.model, slow, state)
+            compared += bool(slow.ranked)
+    assert compared > 400  # most requests have candidates
+
+
 def test_request_path_does_not_import_sklearn(trained: tuple[Path, dict]) -> None:
     code = (
         "import sys\nfrom targeting import Engine\n"
