@@ -170,3 +170,22 @@ def test_eligible_counts_a_campaign_once_whichever_of_its_clauses_match() -> Non
         for b in range(1 << 2):
             for c in range(1 << 3):
                 assert o.count(a | b << 5 | c << 7) == (a > 0) + (b > 0) + (c > 0), (a, b, c)
+
+
+def test_scored_walk_keeps_going_while_an_unvisited_bound_is_higher() -> None:
+    """Learned pCTR: c0 bids more (higher bound, visited first) but c1's pCTR is twice as
+    high, so c1 wins. Visiting one campaign at a time, the walk must not stop at c0."""
+    tx = S.taxonomy()
+    raw = [{"id": f"c{i}", "advertiser": "adv", "bid": {"cpc": bid}, "category": "auto", "targeting": {}}
+           for i, bid in enumerate([5.0, 4.0])]
+    engine = Engine(tx, compile_campaigns(validate_campaigns([("t.yaml", raw)], tx), tx, "t"), model=ToyModel(),
+                    clock=lambda: NOW)
+    snap = engine._snap
+    req = parse_request({"user_id": "u1", "ts": NOW, "limit": 1}, tx, now=NOW)
+    m = moment(snap.index.zones, req.ts)
+    assert [int(c) for c in snap.ordered.owner] == [0, 1]  # c0's bound is higher: visited first
+    for step in (1, 512):
+        fast = ordered.prepare(snap.ordered, tx, req, None, m, first_step=step)
+        answer = finish(snap.index, tx, snap.model, fast, None)
+        assert [d["campaign_id"] for d in answer["decisions"]] == ["c1"]
+        assert answer["eligible"] == 2
