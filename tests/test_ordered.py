@@ -189,3 +189,16 @@ def test_scored_walk_keeps_going_while_an_unvisited_bound_is_higher() -> None:
         answer = finish(snap.index, tx, snap.model, fast, None)
         assert [d["campaign_id"] for d in answer["decisions"]] == ["c1"]
         assert answer["eligible"] == 2
+
+
+def test_floor_just_above_a_bid_excludes_it() -> None:
+    """The walk's bound is inflated by 1e-9 against rounding; the floor must still be
+    compared with the exact eCPM (a cpm bid of 2.0 does not meet a floor of 2.0000000001)."""
+    tx = S.taxonomy()
+    raw = [{"id": f"c{i}", "advertiser": "adv", "bid": {"cpm": bid}, "category": "auto", "targeting": {}}
+           for i, bid in enumerate([3.0, 2.0, 1.0])]
+    engine = Engine(tx, compile_campaigns(validate_campaigns([("t.yaml", raw)], tx), tx, "t"), clock=lambda: NOW)
+    for floor, want in [(2.0, ["c0", "c1"]), (2.0000000001, ["c0"]), (0.0, ["c0", "c1", "c2"])]:
+        answer = engine.decide({"user_id": "u1", "ts": NOW, "floor_cpm": floor})
+        assert [d["campaign_id"] for d in answer["decisions"]] == want
+        assert answer["eligible"] == len(want)
