@@ -12,9 +12,12 @@ A request then
 1. ANDs its rows (geo, gender, age, scene, the time slot in each zone, its tag
    combination, live campaigns, minus budget-blocked ones) into one ``int``;
 2. counts the campaigns it holds (``eligible``) with one popcount;
-3. scores candidates from bit 0 upwards, a growing block at a time, and stops
-   as soon as it holds ``limit`` campaigns that need no per-user state whose
-   eCPM is strictly above the bound of every clause not yet visited.
+3. ranks candidates from bit 0 upwards. With the prior model a position's eCPM
+   is known in advance and position order is rank order, so a plain-Python
+   walk over the set bits stops at the ``limit``-th campaign that needs no
+   per-user state. With a learned model, candidates are scored a growing block
+   at a time (numpy) until the ``limit``-th such campaign's eCPM is strictly
+   above the bound of every position not yet visited.
 
 The answer is exactly :func:`targeting.decide.prepare`'s (a property test
 compares them): same ranking, ties by campaign id, same contenders for the
@@ -39,7 +42,7 @@ from .scoring import ClickModel, PriorModel, ecpm
 from .taxonomy import Taxonomy
 
 CACHE_BYTES = 64 << 20  # per cache of combined rows (tag combinations, live sets)
-FIRST_STEP = 512  # bits visited before the first stop test
+FIRST_STEP = 512  # positions in the walk's first block (then x4 per block)
 
 
 @dataclass(frozen=True, eq=False)
@@ -69,7 +72,6 @@ class OrderedIndex:
     heads: list[dict[str, Any]] | None  # prior model: each campaign's decision but "bid" (decide.finish)
     free: np.ndarray  # bool[n_campaigns]: the campaign needs no per-user state (index.needs_user negated)
     value: np.ndarray  # float64[m]: eCPM per position (prior model only)
-    pctr: np.ndarray  # float64[m]: pCTR per position (prior model only)
     last: int  # bits: last clause of each campaign
     spread: tuple[tuple[int, int], ...]  # (shift, mask) steps that OR a campaign's bits into its last clause
     full: int
@@ -189,13 +191,12 @@ def _bits(chunk: int, width: int) -> np.ndarray:
     return np.unpackbits(raw, bitorder="little").nonzero()[0]
 
 
-def _heads(index: CampaignIndex, owner: np.ndarray, value: np.ndarray, pctr: np.ndarray) -> list[dict[str, Any]]:
-    """Each campaign's decision without its "bid", from its eCPM and pCTR at its positions."""
-    at = np.zeros(index.n_campaigns, dtype=np.int64)
-    at[owner[::-1]] = np.arange(owner.size)[::-1]  # some position of each campaign
+def _heads(index: CampaignIndex, runs: list[tuple[int, int]], value: np.ndarray, pctr: np.ndarray,
+           ) -> list[dict[str, Any]]:
+    """Each campaign's decision without its "bid", from the eCPM and pCTR at its first position."""
     out = []
-    for ci, (cid, adv, kind, bid) in enumerate(index.shown):
-        d = decision(cid, adv, kind, bid, float(value[at[ci]]), float(pctr[at[ci]]))
+    for (cid, adv, kind, bid), (at, _) in zip(index.shown, runs):
+        d = decision(cid, adv, kind, bid, float(value[at]), float(pctr[at]))
         del d["bid"]
         out.append(d)
     return out
@@ -258,13 +259,14 @@ def ordered_index(index: CampaignIndex, model: ClickModel) -> OrderedIndex:
     if exact and np.any(np.diff(value) > 0):  # the inflated bound tied two different eCPMs: rank per request
         exact = False
     free = ~index.needs_user
+    runs = _runs(owner, index.n_campaigns)
     out = OrderedIndex(
         index=index, model=model, rows=rows, perm=perm, owner=owner, ub=ub, ub_list=ub.tolist(),
-        run_end=run_end.astype(np.int64), run_of=_runs(owner, index.n_campaigns), exact=exact,
+        run_end=run_end.astype(np.int64), run_of=runs, exact=exact,
         owner_list=owner.tolist(), perm_list=perm.tolist(),
         value_list=value.tolist(), pctr_list=pctr.tolist(), free_list=free.tolist(), free=free,
-        heads=_heads(index, owner, value, pctr) if exact else None,
-        value=value, pctr=pctr, last=_to_int(is_last), spread=tuple(spread), full=(1 << m) - 1,
+        heads=_heads(index, runs, value, pctr) if exact else None,
+        value=value, last=_to_int(is_last), spread=tuple(spread), full=(1 << m) - 1,
         all_or=_range_or([rows[index.all_base + t] for t in index.all_tags_list]),
     )
     return out
