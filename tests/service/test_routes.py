@@ -10,6 +10,7 @@ import pytest
 from fakes import RecordingAudience, RecordingJobs
 from svc import TestClient
 
+from service.app import INLINE_BATCH
 from targeting import Engine
 from targeting.stores import StoreUnavailable
 
@@ -55,6 +56,18 @@ def test_batch_answers_in_order_with_errors_in_place(client: TestClient) -> None
     assert [d["campaign_id"] for d in out[0]["decisions"]] == ["bobco-cpc"]
     assert out[1]["error"]["path"] == "requests[1].age"
     assert [d["campaign_id"] for d in out[2]["decisions"]] == ["acme-spring"]
+
+
+@pytest.mark.parametrize("n", [INLINE_BATCH, INLINE_BATCH + 1, 1000])
+def test_batches_inline_and_offloaded_answer_the_same(client: TestClient, n: int) -> None:
+    """Up to INLINE_BATCH requests a batch runs on the event loop, beyond it in the threadpool:
+    same answers either way, each equal to a single decide of the same request."""
+    reqs = [{"request_id": f"r{i}", "user_id": f"u{i}", "age": 20 + i % 40,
+             "gender": ["male", "female"][i % 2]} for i in range(n)]
+    out = client.post("/v1/decide/batch", json={"requests": reqs}).json()["responses"]
+    assert [x["request_id"] for x in out] == [r["request_id"] for r in reqs]
+    for i in (0, n // 2, n - 1):
+        assert out[i] == client.post("/v1/decide", json=reqs[i]).json()
 
 
 def test_impressions_count_toward_frequency_caps(client: TestClient) -> None:
