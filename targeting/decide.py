@@ -47,8 +47,8 @@ class Pending:
     query: StateQuery | None
     cap_of: dict[int, int] = field(default_factory=dict)  # campaign -> position in query.user_counters
     ranked: list[int] = field(default_factory=list)  # campaigns, best first
-    values: list[float] = field(default_factory=list)  # eCPM, aligned with ranked
-    pctr: list[float] = field(default_factory=list)  # aligned with ranked
+    values: list[float] = field(default_factory=list)  # eCPM, aligned with ranked (empty with ``heads``)
+    pctr: list[float] = field(default_factory=list)  # aligned with ranked (empty with ``heads``)
     below_floor: np.ndarray = field(default_factory=lambda: _EMPTY_INT)  # campaigns (explain only)
     budget_reasons: dict[int, str] = field(default_factory=dict)  # campaign -> budget | pacing | store
     n_candidates: int = 0  # campaigns above the floor; ``ranked`` may hold only the head of them
@@ -173,21 +173,22 @@ def finish(
         if why is not None:
             rejected[ci] = why
     limit = req.limit
-    if rejected:
-        top = [k for k, ci in enumerate(pend.ranked) if ci not in rejected][:limit]
-        camps = [pend.ranked[k] for k in top]
-        values = [pend.values[k] for k in top]
-        pctr = [pend.pctr[k] for k in top]
-    else:
-        camps, values, pctr = pend.ranked[:limit], pend.values[:limit], pend.pctr[:limit]
     shown = index.shown
-    if pend.heads is not None:
+    if pend.heads is not None:  # the prior model: eCPM and pCTR are the campaign's own
+        camps = [ci for ci in pend.ranked if ci not in rejected][:limit] if rejected else pend.ranked[:limit]
         decisions = []
         for ci in camps:
             d = pend.heads[ci].copy()
             d["bid"] = {shown[ci][2]: shown[ci][3]}
             decisions.append(d)
     else:
+        if rejected:
+            top = [k for k, ci in enumerate(pend.ranked) if ci not in rejected][:limit]
+            camps = [pend.ranked[k] for k in top]
+            values = [pend.values[k] for k in top]
+            pctr = [pend.pctr[k] for k in top]
+        else:
+            camps, values, pctr = pend.ranked[:limit], pend.values[:limit], pend.pctr[:limit]
         decisions = [decision(cid, adv, kind, bid, v, q)
                      for (cid, adv, kind, bid), v, q in zip([shown[ci] for ci in camps], values, pctr)]
     answer: dict[str, object] = {

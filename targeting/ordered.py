@@ -64,11 +64,10 @@ class OrderedIndex:
     run_end: np.ndarray  # int64[m]: position after the last clause of this position's campaign
     run_of: list[tuple[int, int]]  # per campaign: (first position, number of clauses)
     exact: bool
-    owner_list: list[int]  # owner, perm, value, pctr and free as lists: the prior model's walk reads
+    owner_list: list[int]  # owner, perm, free and several as lists: the prior model's walk reads
     perm_list: list[int]  # them one element at a time, where a list is several times faster than numpy
-    value_list: list[float]
-    pctr_list: list[float]
     free_list: list[bool]
+    several_list: list[bool]  # per position: its campaign has several clauses
     heads: list[dict[str, Any]] | None  # prior model: each campaign's decision but "bid" (decide.finish)
     free: np.ndarray  # bool[n_campaigns]: the campaign needs no per-user state (index.needs_user negated)
     value: np.ndarray  # float64[m]: eCPM per position (prior model only)
@@ -263,8 +262,8 @@ def ordered_index(index: CampaignIndex, model: ClickModel) -> OrderedIndex:
     out = OrderedIndex(
         index=index, model=model, rows=rows, perm=perm, owner=owner, ub=ub, ub_list=ub.tolist(),
         run_end=run_end.astype(np.int64), run_of=runs, exact=exact,
-        owner_list=owner.tolist(), perm_list=perm.tolist(),
-        value_list=value.tolist(), pctr_list=pctr.tolist(), free_list=free.tolist(), free=free,
+        owner_list=owner.tolist(), perm_list=perm.tolist(), free_list=free.tolist(),
+        several_list=(np.asarray([n for _, n in runs])[owner] > 1).tolist() if m else [], free=free,
         heads=_heads(index, runs, value, pctr) if exact else None,
         value=value, last=_to_int(is_last), spread=tuple(spread), full=(1 << m) - 1,
         all_or=_range_or([rows[index.all_base + t] for t in index.all_tags_list]),
@@ -311,10 +310,12 @@ def _walk_exact(o: OrderedIndex, pend: Pending, x: int, stop: int, step: int) ->
     """Prior model: a position's eCPM is known, and position order is rank order. Walk the
     set bits from the lowest, in plain Python (a decision visits tens of them), up to the
     ``limit``-th campaign that needs no per-user state: everything after it ranks below it.
-    Fills ``pend.ranked/values/pctr/clauses``; returns the contenders that need state."""
-    owner, value, pctr, free, perm = o.owner_list, o.value_list, o.pctr_list, o.free_list, o.perm_list
+    Fills ``pend.ranked`` and, for campaigns with several clauses, ``pend.clauses`` (a
+    single-clause campaign's clause is known); eCPM and pCTR are in ``pend.heads``.
+    Returns the contenders that need state."""
+    owner, free, perm, several = o.owner_list, o.free_list, o.perm_list, o.several_list
     needs: list[int] = []
-    ranked, values, pctrs, clauses = pend.ranked, pend.values, pend.pctr, pend.clauses
+    ranked, clauses = pend.ranked, pend.clauses
     need, last, lo = pend.request.limit, -1, 0
     while lo < stop:
         hi = min(lo + step, stop)
@@ -323,14 +324,13 @@ def _walk_exact(o: OrderedIndex, pend: Pending, x: int, stop: int, step: int) ->
             low = chunk & -chunk
             i = lo + low.bit_length() - 1
             chunk ^= low
-            clauses.append(perm[i])
+            if several[i]:
+                clauses.append(perm[i])
             ci = owner[i]
             if ci == last:  # another clause of the same campaign
                 continue
             last = ci
             ranked.append(ci)
-            values.append(value[i])
-            pctrs.append(pctr[i])
             if free[ci]:
                 need -= 1
                 if not need:
