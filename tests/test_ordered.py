@@ -202,3 +202,21 @@ def test_floor_just_above_a_bid_excludes_it() -> None:
         answer = engine.decide({"user_id": "u1", "ts": NOW, "floor_cpm": floor})
         assert [d["campaign_id"] for d in answer["decisions"]] == want
         assert answer["eligible"] == len(want)
+
+
+def test_retargeting_of_a_campaign_with_several_clauses() -> None:
+    """A campaign with ``any_of`` is several clauses; its retargeting check needs to know
+    which of them matched, which the prior model's walk records only for such campaigns."""
+    tx = S.taxonomy()
+    rt = {"any": [{"event": "visit", "within_days": 30}]}
+    raw = [{"id": "multi", "advertiser": "adv", "bid": {"cpm": 9.0}, "category": "auto",
+            "targeting": {"any_of": [{"gender": "male"}, {"age": [[20, 29]]}], "retargeting": rt}},
+           {"id": "plain", "advertiser": "adv", "bid": {"cpm": 1.0}, "category": "auto", "targeting": {}}]
+    store = MemoryStore(clock=lambda: NOW)
+    engine = Engine(tx, compile_campaigns(validate_campaigns([("t.yaml", raw)], tx), tx, "t"), store=store,
+                    clock=lambda: NOW)
+    store.add_events([Event("u1", "adv", "visit", NOW - 86400)], ttl=10**9)
+    for attrs in ({"gender": "male"}, {"age": 25}, {"gender": "male", "age": 25}):
+        for who, want in (("u1", ["multi", "plain"]), ("u2", ["plain"])):
+            answer = engine.decide({"user_id": who, "ts": NOW, **attrs})
+            assert [d["campaign_id"] for d in answer["decisions"]] == want, (who, attrs)
