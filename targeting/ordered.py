@@ -364,8 +364,8 @@ def _walk_scored(o: OrderedIndex, pend: Pending, x: int, stop: int, step: int) -
         q = model.predict(req, c, index)
         v = ecpm(index, c, q)
         seen.append((pos, c, q, v))
-        vals = np.concatenate([s[3] for s in seen])
-        free_vals = vals[o.free[np.concatenate([s[1] for s in seen])]]
+        vals = np.concatenate([s[3] for s in seen]) if len(seen) > 1 else v
+        free_vals = vals[o.free[np.concatenate([s[1] for s in seen]) if len(seen) > 1 else c]]
         free_vals = free_vals[free_vals >= floor]
         if free_vals.size >= limit:
             kth = float(-np.partition(-free_vals, limit - 1)[limit - 1])
@@ -373,7 +373,7 @@ def _walk_scored(o: OrderedIndex, pend: Pending, x: int, stop: int, step: int) -
                 break
     if not seen:
         return [], lo
-    pos, camps, pctr, vals = (np.concatenate([s[i] for s in seen]) for i in range(4))
+    pos, camps, pctr, vals = seen[0] if len(seen) == 1 else (np.concatenate([s[i] for s in seen]) for i in range(4))
     above = vals >= floor
     camps, vals, pctr = camps[above], vals[above], pctr[above]
     order = np.lexsort((camps, -vals))
