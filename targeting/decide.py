@@ -125,14 +125,21 @@ def prepare(
             break
         k *= 4
     pend.ranked, pend.values, pend.pctr = ranked.tolist(), values[order].tolist(), pctr[order].tolist()
+    state_query(index, pend, contenders(index, ranked, req.limit, everything=req.explain))
+    return pend
+
+
+def contenders(index: CampaignIndex, ranked: np.ndarray, limit: int, everything: bool = False) -> list[int]:
+    """Campaigns of ``ranked`` (best first) that need per-user state and rank above the
+    ``limit``-th one that does not; all that need state when ``everything`` or when fewer
+    than ``limit`` need none."""
     needs_user = index.needs_user[ranked]
     cut = ranked.size
-    if not req.explain:
+    if not everything:
         free = (~needs_user).nonzero()[0]
-        if free.size >= req.limit:
-            cut = int(free[req.limit - 1]) + 1
-    state_query(index, pend, ranked[:cut][needs_user[:cut]].tolist())
-    return pend
+        if free.size >= limit:
+            cut = int(free[limit - 1]) + 1
+    return ranked[:cut][needs_user[:cut]].tolist()
 
 
 def state_query(index: CampaignIndex, pend: Pending, needs: list[int]) -> None:
@@ -262,4 +269,4 @@ def rules_hold(rules: RtRules | None, now: float, events: Mapping[tuple[str, str
     return True
 
 
-__all__ = ["Pending", "decision", "finish", "point_of", "prepare", "rules_hold", "state_query"]
+__all__ = ["Pending", "contenders", "decision", "finish", "point_of", "prepare", "rules_hold", "state_query"]

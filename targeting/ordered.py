@@ -35,7 +35,7 @@ import numpy as np
 
 from .batchmatch import clause_tables, ecpm_bound
 from .compiler import CampaignIndex
-from .decide import Pending, decision, point_of, state_query
+from .decide import Pending, contenders, decision, point_of, state_query
 from .matcher import Moment, moment
 from .request import Request
 from .scoring import ClickModel, PriorModel, ecpm
@@ -380,10 +380,7 @@ def _walk_scored(o: OrderedIndex, pend: Pending, x: int, stop: int, step: int) -
     camps, vals, pctr = camps[order], vals[order], pctr[order]
     pend.clauses = o.perm[pos].tolist()
     pend.ranked, pend.values, pend.pctr = camps.tolist(), vals.tolist(), pctr.tolist()
-    needs_user = index.needs_user[camps]
-    free = (~needs_user).nonzero()[0]
-    cut = int(free[limit - 1]) + 1 if free.size >= limit else camps.size
-    return camps[:cut][needs_user[:cut]].tolist(), lo
+    return contenders(index, camps, limit), lo
 
 
 def _candidates(o: OrderedIndex, req: Request, x: int, lo: int, stop: int, seen: int) -> int:
