@@ -66,8 +66,6 @@ class CampaignIndex:
     prior_ctr: np.ndarray  # float64[n]
     needs_store: np.ndarray  # bool[m]: clause needs retargeting, cap or budget state
     store_words: np.ndarray  # uint64[n_words]: bitset of ``needs_store`` clauses
-    has_rt: np.ndarray  # bool[n]: the campaign's spec uses retargeting
-    has_rt_list: tuple[bool, ...]  # the same as Python bools (per-candidate loops)
     needs_user: np.ndarray  # bool[n]: retargeting or a frequency cap (per-user state)
     first_clause: np.ndarray  # int32[n]: index of the campaign's first clause (clauses are contiguous)
     budget: np.ndarray  # float64[n]: daily budget, nan = none
@@ -190,8 +188,6 @@ def compile_campaigns(campaigns: Sequence[Campaign], taxonomy: Taxonomy, version
         prior_ctr=np.array([taxonomy.categories[c.category].prior_ctr for c in camps], dtype=np.float64),
         needs_store=needs,
         store_words=bitset.pack(needs) if m else np.zeros(1, dtype=np.uint64),
-        has_rt=np.array([c.spec.uses_retargeting for c in camps], dtype=bool),
-        has_rt_list=tuple(c.spec.uses_retargeting for c in camps),
         needs_user=np.array([c.spec.uses_retargeting or c.cap_per is not None for c in camps], dtype=bool),
         first_clause=np.searchsorted(owner, np.arange(len(camps)), side="left").astype(np.int32),
         budget=np.array([np.nan if c.daily_budget is None else c.daily_budget for c in camps], dtype=np.float64),
