@@ -25,7 +25,7 @@ import numpy as np
 from . import bitset
 from .rules import Campaign
 from .spec import Clause
-from .state import cap_key
+from .state import DAY, cap_key
 from .taxonomy import AGE_DOMAIN, SLOTS, Taxonomy
 
 Window = tuple[tuple[str, str], float]  # ((advertiser, event), window in seconds)
@@ -206,9 +206,8 @@ def compile_campaigns(campaigns: Sequence[Campaign], taxonomy: Taxonomy, version
 def _rt_rules(cl: Clause, advertiser: str) -> RtRules | None:
     if not (cl.rt_any or cl.rt_none):
         return None
-    day = 86400.0
-    return (tuple(tuple(((advertiser, e), d * day) for e, d in rules) for rules in cl.rt_any),
-            tuple(((advertiser, e), d * day) for e, d in cl.rt_none))
+    return (tuple(tuple(((advertiser, e), float(d * DAY)) for e, d in rules) for rules in cl.rt_any),
+            tuple(((advertiser, e), float(d * DAY)) for e, d in cl.rt_none))
 
 
 def _fill(col: np.ndarray, base: int, size: int, allowed: frozenset[int] | None) -> None:

@@ -91,13 +91,7 @@ def prepare(
                 reasons[ci] = blocked[ci]
     clauses = bitset.to_indices(words)
     owners = index.owner[clauses]  # ascending, since clauses are ascending and contiguous per campaign
-    if clauses.size:
-        first = np.empty(owners.size, dtype=bool)
-        first[0] = True
-        np.not_equal(owners[1:], owners[:-1], out=first[1:])
-        camps = owners[first]
-    else:
-        camps = np.zeros(0, dtype=np.int32)
+    camps = owners[run_starts(owners)]
     pend = Pending(req, m, p, clauses.tolist(), [], None, budget_reasons=reasons)
     if not camps.size:
         return pend
@@ -127,6 +121,16 @@ def prepare(
     pend.ranked, pend.values, pend.pctr = ranked.tolist(), values[order].tolist(), pctr[order].tolist()
     state_query(index, pend, contenders(index, ranked, req.limit, everything=req.explain))
     return pend
+
+
+def run_starts(a: np.ndarray) -> np.ndarray:
+    """bool[len(a)]: where a run of equal values begins (one entry per campaign of a list
+    of clauses whose campaigns come in runs)."""
+    out = np.empty(a.size, dtype=bool)
+    if a.size:
+        out[0] = True
+        np.not_equal(a[1:], a[:-1], out=out[1:])
+    return out
 
 
 def contenders(index: CampaignIndex, ranked: np.ndarray, limit: int, everything: bool = False) -> list[int]:
@@ -179,25 +183,17 @@ def finish(
         why = "store" if state is None else _user_check(index, ci, pend, state)
         if why is not None:
             rejected[ci] = why
-    limit = req.limit
-    shown = index.shown
+    ranked, shown = pend.ranked, index.shown
+    top = [k for k, ci in enumerate(ranked) if ci not in rejected][: req.limit] if rejected \
+        else range(min(req.limit, len(ranked)))  # positions in ``ranked`` of the answer's campaigns
     if pend.heads is not None:  # the prior model: eCPM and pCTR are the campaign's own
-        camps = [ci for ci in pend.ranked if ci not in rejected][:limit] if rejected else pend.ranked[:limit]
         decisions = []
-        for ci in camps:
-            d = pend.heads[ci].copy()
-            d["bid"] = {shown[ci][2]: shown[ci][3]}
+        for k in top:
+            d = pend.heads[ranked[k]].copy()
+            d["bid"] = {shown[ranked[k]][2]: shown[ranked[k]][3]}
             decisions.append(d)
     else:
-        if rejected:
-            top = [k for k, ci in enumerate(pend.ranked) if ci not in rejected][:limit]
-            camps = [pend.ranked[k] for k in top]
-            values = [pend.values[k] for k in top]
-            pctr = [pend.pctr[k] for k in top]
-        else:
-            camps, values, pctr = pend.ranked[:limit], pend.values[:limit], pend.pctr[:limit]
-        decisions = [decision(cid, adv, kind, bid, v, q)
-                     for (cid, adv, kind, bid), v, q in zip([shown[ci] for ci in camps], values, pctr)]
+        decisions = [decision(*shown[ranked[k]], pend.values[k], pend.pctr[k]) for k in top]
     answer: dict[str, object] = {
         "request_id": req.request_id,
         "decisions": decisions,
@@ -269,4 +265,5 @@ def rules_hold(rules: RtRules | None, now: float, events: Mapping[tuple[str, str
     return True
 
 
-__all__ = ["Pending", "contenders", "decision", "finish", "point_of", "prepare", "rules_hold", "state_query"]
+__all__ = ["Pending", "contenders", "decision", "finish", "point_of", "prepare", "rules_hold", "run_starts",
+           "state_query"]

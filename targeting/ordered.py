@@ -35,7 +35,7 @@ import numpy as np
 
 from .batchmatch import clause_tables, ecpm_bound
 from .compiler import CampaignIndex
-from .decide import Pending, contenders, decision, point_of, state_query
+from .decide import Pending, contenders, decision, point_of, run_starts, state_query
 from .matcher import Moment, moment
 from .request import Request
 from .scoring import ClickModel, PriorModel, ecpm
@@ -70,7 +70,7 @@ class OrderedIndex:
     several_list: list[bool]  # per position: its campaign has several clauses
     heads: list[dict[str, Any]] | None  # prior model: each campaign's decision but "bid" (decide.finish)
     free: np.ndarray  # bool[n_campaigns]: the campaign needs no per-user state (index.needs_user negated)
-    value: np.ndarray  # float64[m]: eCPM per position (prior model only)
+    floor_key: np.ndarray  # float64[m], ascending: minus the eCPM (prior) or its bound (learned) per position
     last: int  # bits: last clause of each campaign
     spread: tuple[tuple[int, int], ...]  # (shift, mask) steps that OR a campaign's bits into its last clause
     full: int
@@ -190,25 +190,24 @@ def _bits(chunk: int, width: int) -> np.ndarray:
     return np.unpackbits(raw, bitorder="little").nonzero()[0]
 
 
-def _heads(index: CampaignIndex, runs: list[tuple[int, int]], value: np.ndarray, pctr: np.ndarray,
-           ) -> list[dict[str, Any]]:
+def _heads(index: CampaignIndex, starts: np.ndarray, value: np.ndarray, pctr: np.ndarray) -> list[dict[str, Any]]:
     """Each campaign's decision without its "bid", from the eCPM and pCTR at its first position."""
     out = []
-    for (cid, adv, kind, bid), (at, _) in zip(index.shown, runs):
+    for (cid, adv, kind, bid), at in zip(index.shown, starts.tolist()):
         d = decision(cid, adv, kind, bid, float(value[at]), float(pctr[at]))
         del d["bid"]
         out.append(d)
     return out
 
 
-def _runs(owner: np.ndarray, n: int) -> list[tuple[int, int]]:
-    """(first position, number of positions) of each campaign; its positions are one run."""
-    start = np.zeros(n, dtype=np.int64)
-    count = np.bincount(owner, minlength=n)
-    if owner.size:
-        at = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]])
-        start[owner[at]] = at
-    return list(zip(start.tolist(), count.tolist()))
+def _runs(owner: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(first position, number of positions) of each of ``n`` campaigns, int64[n] each;
+    ``owner`` (campaign per position) keeps a campaign's positions together."""
+    counts = np.bincount(owner, minlength=n).astype(np.int64)
+    starts = np.zeros(n, dtype=np.int64)
+    first = np.flatnonzero(run_starts(owner))
+    starts[owner[first]] = first
+    return starts, counts
 
 
 def _range_or(level: list[int]) -> tuple[tuple[int, ...], ...]:
@@ -237,18 +236,14 @@ def ordered_index(index: CampaignIndex, model: ClickModel) -> OrderedIndex:
     owner = tables.owner.astype(np.int64)
     rows = [int.from_bytes(r.tobytes(), "little") for r in tables.rows[:-1]]
     ub = np.append(bound[owner], -np.inf)
-    boundary = np.flatnonzero(np.diff(owner)) + 1 if m else np.zeros(0, dtype=np.int64)
-    ends = np.append(boundary, m)
-    run_end = np.repeat(ends, np.diff(np.concatenate([[0], ends]))) if m else np.zeros(0, dtype=np.int64)
-    is_last = np.zeros(m, dtype=bool)
-    same_prev = np.zeros(m, dtype=bool)
-    if m:
-        is_last[ends - 1] = True
-        same_prev[1:] = owner[1:] == owner[:-1]
-    longest = int(np.diff(np.concatenate([[0], ends])).max()) if m else 1
+    starts, counts = _runs(owner, index.n_campaigns)  # each campaign's positions are one run
+    run_end = (starts + counts)[owner]
+    pos = np.arange(m)
+    is_last = pos == run_end - 1
+    same_prev = pos != starts[owner]  # not the first clause of its campaign
     spread = []
     s, shift = _to_int(same_prev), 1
-    while shift < longest:
+    while shift < (int(counts.max()) if m else 1):
         spread.append((shift, s))
         s &= s << shift
         shift *= 2
@@ -258,14 +253,13 @@ def ordered_index(index: CampaignIndex, model: ClickModel) -> OrderedIndex:
     if exact and np.any(np.diff(value) > 0):  # the inflated bound tied two different eCPMs: rank per request
         exact = False
     free = ~index.needs_user
-    runs = _runs(owner, index.n_campaigns)
     out = OrderedIndex(
         index=index, model=model, rows=rows, perm=perm, owner=owner, ub=ub, ub_list=ub.tolist(),
-        run_end=run_end.astype(np.int64), run_of=runs, exact=exact,
+        run_end=run_end, run_of=list(zip(starts.tolist(), counts.tolist())), exact=exact,
         owner_list=owner.tolist(), perm_list=perm.tolist(), free_list=free.tolist(),
-        several_list=(np.asarray([n for _, n in runs])[owner] > 1).tolist() if m else [], free=free,
-        heads=_heads(index, runs, value, pctr) if exact else None,
-        value=value, last=_to_int(is_last), spread=tuple(spread), full=(1 << m) - 1,
+        several_list=(counts[owner] > 1).tolist(), free=free,
+        heads=_heads(index, starts, value, pctr) if exact else None,
+        floor_key=-value if exact else -ub[:-1], last=_to_int(is_last), spread=tuple(spread), full=(1 << m) - 1,
         all_or=_range_or([rows[index.all_base + t] for t in index.all_tags_list]),
     )
     return out
@@ -293,8 +287,8 @@ def prepare(
     if not x:
         return pend
     floor = req.floor_cpm
-    # positions at or past ``stop`` cannot reach the floor (both arrays descend)
-    stop = o.m if floor <= 0 else int(np.searchsorted(-(o.value if o.exact else o.ub[:-1]), -floor, side="right"))
+    # positions at or past ``stop`` cannot reach the floor
+    stop = o.m if floor <= 0 else int(np.searchsorted(o.floor_key, -floor, side="right"))
     if o.exact:
         needs = _walk_exact(o, pend, x, stop, first_step)
         # the first ``stop`` positions are exactly the ones at or above the floor
@@ -357,10 +351,7 @@ def _walk_scored(o: OrderedIndex, pend: Pending, x: int, stop: int, step: int) -
         if not pos.size:
             continue
         camp = o.owner[pos]
-        keep = np.empty(camp.size, dtype=bool)
-        keep[0] = True
-        np.not_equal(camp[1:], camp[:-1], out=keep[1:])
-        c = camp[keep]
+        c = camp[run_starts(camp)]
         q = model.predict(req, c, index)
         v = ecpm(index, c, q)
         seen.append((pos, c, q, v))
