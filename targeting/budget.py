@@ -77,6 +77,8 @@ class SpendMirror:
         if cached is None:
             cached = self._compute(index, m, hit[1])
             with self._lock:
+                if len(self._blocked) > 256:  # one entry per refresh and minute: keep it bounded
+                    self._blocked.clear()
                 self._blocked[bkey] = cached
         return cached
 

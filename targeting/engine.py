@@ -49,6 +49,13 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
+def _load_index(rules: str | Path, taxonomy: Taxonomy) -> CampaignIndex:
+    """Validate ``rules``' campaign files (all or nothing) and compile them."""
+    with _collector_paused():  # loading builds objects, it leaves no cycles: 25% faster at 100k
+        ruleset = load_rules(rules, taxonomy)
+        return compile_campaigns(ruleset.campaigns, taxonomy, ruleset.version)
+
+
 def settle_heap() -> None:
     """For a long-running process, once an index is loaded: collect garbage, then move
     every live object into the collector's permanent generation (``gc.freeze``).
@@ -132,9 +139,7 @@ class Engine:
         """Load rules (``rules/taxonomy`` + ``rules/campaigns``), optional profiles,
         a store URL (``None`` = in-memory, ``redis://host:port/db``) and a model dir."""
         taxonomy = Taxonomy.load(Path(rules) / "taxonomy")
-        with _collector_paused():  # loading builds objects, it leaves no cycles: 25% faster at 100k
-            ruleset = load_rules(rules, taxonomy)
-            index = compile_campaigns(ruleset.campaigns, taxonomy, ruleset.version)
+        index = _load_index(rules, taxonomy)
         st = open_store(store) if store is None or isinstance(store, str) else store
         mdl: ClickModel | None
         if model is None or isinstance(model, ClickModel):
@@ -347,9 +352,7 @@ class Engine:
             raise TargetingError("no rules directory to reload from", path="rules")
         with self._reload_lock:
             try:
-                with _collector_paused():
-                    ruleset = load_rules(d, self.taxonomy)
-                    index = compile_campaigns(ruleset.campaigns, self.taxonomy, ruleset.version)
+                index = _load_index(d, self.taxonomy)
             except TargetingError:
                 self.stats["reload_failed"] += 1
                 raise

@@ -19,18 +19,13 @@ class MemoryStore:
     def fetch(self, queries: Sequence[StateQuery]) -> list[UserState]:
         now = self._clock()
         out = []
-        get = self._counters.get
+        get = self._get
         with self._lock:
             for uid, advertisers, user_keys, shared_keys in queries:
                 mine = self._events.get(uid) if advertisers else None
                 events = {k: ts for k, (ts, exp) in mine.items() if k[0] in advertisers and exp > now} if mine else {}
-                mc = [get((uid, k)) for k in user_keys]
-                sc = [get(("", k)) for k in shared_keys]
-                out.append(UserState(
-                    events,
-                    tuple(v[0] if v is not None and v[1] > now else 0.0 for v in mc),
-                    tuple(v[0] if v is not None and v[1] > now else 0.0 for v in sc),
-                ))
+                out.append(UserState(events, tuple([get((uid, k), now) for k in user_keys]),
+                                     tuple([get(("", k), now) for k in shared_keys])))
         return out
 
     def add_events(self, events: Sequence[Event], ttl: int) -> None:
