@@ -164,12 +164,16 @@ def match_range(index: CampaignIndex, tables: ClauseTables, reqs: Requests, clk:
     if nw.size:
         neg_rows = tables.rows[:, nw]
         neg = np.zeros((len(reqs), nw.size), dtype=np.uint64)
-        if index.all_tags_used.size:
+        used = index.all_tags_used
+        if used.size:
+            used = used[neg_rows[index.all_base + used].any(axis=1)]  # tags with `all` bits in these words
+        if used.size:
             member = np.zeros((len(reqs), n_tags), dtype=bool)
             r, c = np.nonzero(has_tag)
             member[r, tags[r, c]] = True
-            for t in index.all_tags_used.tolist():
-                neg[~member[:, t]] |= neg_rows[index.all_base + t]
+            # a request lacking tag t gets the `all` row of t
+            missing = np.where(member[:, used, None], np.uint64(0), neg_rows[index.all_base + used][None, :, :])
+            neg |= np.bitwise_or.reduce(missing, axis=1)
         if tags.shape[1]:
             neg |= np.bitwise_or.reduce(neg_rows[np.where(has_tag, index.none_base + tags, zero)], axis=1)
         words[:, nw - w0] &= ~neg
@@ -457,7 +461,7 @@ def ecpm_bound(index: CampaignIndex, model: ClickModel) -> np.ndarray:
 
 def decide_block(
     index: CampaignIndex, tx: Taxonomy, model: ClickModel, store: StateStore | None, reqs: Requests,
-    *, limit: int = DEFAULT_LIMIT, floor_cpm: float = 0.0, block: int = 2048,
+    *, limit: int = DEFAULT_LIMIT, floor_cpm: float = 0.0, block: int = 2048, first_words: int = 2,
 ) -> tuple[Ranked, np.ndarray]:
     """Decide every request of ``reqs``: (decisions, bool[B] degraded).
 
@@ -466,9 +470,14 @@ def decide_block(
     ``limit``-th best eCPM is above the bound of everything not yet visited,
     so most requests never touch most campaigns. The answer is exactly the
     exhaustive one (ties included: the stop test is strict). Store checks run
-    on the visited candidates only, one ``store.fetch`` per step."""
-    bound = ecpm_bound(index, model)
-    tables = clause_tables(index, bound, key=(id(model), model.version))
+    on the visited candidates only, one ``store.fetch`` per step. The first
+    step covers ``first_words`` words of clauses, each next one twice the last."""
+    if isinstance(model, PriorModel):
+        # every campaign's eCPM is known up front: visit clauses in exactly the rank order
+        value = prior_values(index)
+        tables = clause_tables(index, value, key="prior")
+    else:
+        tables = clause_tables(index, ecpm_bound(index, model), key=(id(model), model.version))
     parts: list[Ranked] = []
     degraded = np.zeros(len(reqs), dtype=bool)
     clk_all = clocks(index.zones, reqs.ts)
@@ -476,7 +485,10 @@ def decide_block(
         sel = slice(s, s + block)
         sub = reqs.take(sel)
         clk = Clocks(clk_all.slots[sel], clk_all.days[sel], clk_all.day_fraction[sel])
-        r, deg = _decide_pruned(index, tx, model, store, sub, clk, tables, limit, floor_cpm)
+        if isinstance(model, PriorModel):
+            r, deg = _decide_in_order(index, store, sub, clk, tables, value, limit, floor_cpm, first_words)
+        else:
+            r, deg = _decide_pruned(index, tx, model, store, sub, clk, tables, limit, floor_cpm, first_words)
         degraded[sel] = deg
         r.req = r.req + s
         parts.append(r)
@@ -487,9 +499,73 @@ def decide_block(
                     ("req", "rank", "camp", "ecpm", "pctr"))), degraded
 
 
+def prior_values(index: CampaignIndex) -> np.ndarray:
+    """float64[n_campaigns]: each campaign's eCPM under :class:`PriorModel` (the same for every request)."""
+    return ecpm(index, np.arange(index.n_campaigns), index.prior_ctr)
+
+
+def _decide_in_order(
+    index: CampaignIndex, store: StateStore | None, reqs: Requests, clk: Clocks, tables: ClauseTables,
+    value: np.ndarray, limit: int, floor_cpm: float, first_words: int,
+) -> tuple[Ranked, np.ndarray]:
+    """:func:`_decide_pruned` for a model whose eCPM depends on the campaign only (priors).
+
+    ``tables`` are ordered by ``value`` (descending, ties by campaign position:
+    the rank order itself), so a request's candidates come out of the matched
+    bits already ranked: each step appends them after the ones found before
+    and a request is done at its ``limit``-th campaign (or at the first below
+    the floor). No pool, no partition, no sort by value."""
+    n_req = len(reqs)
+    degraded = np.zeros(n_req, dtype=bool)
+    found = np.zeros(n_req, dtype=np.int64)  # decisions so far
+    last = np.full(n_req, -1, dtype=np.int64)  # the last campaign found (its clauses may straddle two steps)
+    out: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    active = np.arange(n_req)
+    day_uniq, day_inv = _day_groups(clk.days)
+    w, step = 0, first_words
+    while active.size and w < index.n_words and tables.ub_at[w] >= floor_cpm:
+        w1 = min(index.n_words, w + step)
+        sub = reqs.take(active)
+        sub_clk = Clocks(clk.slots[active], clk.days[active], clk.day_fraction[active])
+        words = match_range(index, tables, sub, sub_clk, w, w1, (day_uniq, day_inv[active]))
+        rb, bit = _bit_pairs(words)  # by request, then position: rank order
+        clause = tables.perm[w * 64 + bit]
+        if store is not None and rb.size and index.needs_store[clause].any():
+            ok, deg = store_checks(index, sub, rb, clause, store, sub_clk)
+            degraded[active] |= deg
+            rb, clause = rb[ok], clause[ok]
+        camp = index.owner[clause].astype(np.int64)
+        b = active[rb]
+        keep = camp != last[b]
+        keep[1:] &= (b[1:] != b[:-1]) | (camp[1:] != camp[:-1])  # one pair per campaign
+        b, camp = b[keep], camp[keep]
+        below = value[camp] < floor_cpm
+        floored = b[below]  # everything after a campaign below the floor is below it too: done
+        b, camp = b[~below], camp[~below]
+        if b.size:
+            start = np.flatnonzero(np.r_[True, b[1:] != b[:-1]])
+            run = np.diff(np.r_[start, b.size])
+            rank = found[b] + np.arange(b.size) - np.repeat(start, run)
+            top = rank < limit
+            out.append((b[top], camp[top], rank[top]))
+            first = b[start]
+            last[first] = camp[start + run - 1]
+            found[first] = np.minimum(found[first] + run, limit)
+        found[floored] = limit
+        active = active[found[active] < limit]
+        w, step = w1, step * 2
+    if not out:
+        empty = np.zeros(0, dtype=np.int64)
+        return Ranked(empty, empty.astype(np.int16), empty, np.zeros(0), np.zeros(0)), degraded
+    req, camp, rank = (np.concatenate([o[i] for o in out]) for i in range(3))
+    order = np.argsort(req * limit + rank, kind="stable")
+    req, camp = req[order], camp[order]
+    return Ranked(req, (rank[order] + 1).astype(np.int16), camp, value[camp], index.prior_ctr[camp]), degraded
+
+
 def _decide_pruned(
     index: CampaignIndex, tx: Taxonomy, model: ClickModel, store: StateStore | None, reqs: Requests,
-    clk: Clocks, tables: ClauseTables, limit: int, floor_cpm: float,
+    clk: Clocks, tables: ClauseTables, limit: int, floor_cpm: float, first_words: int,
 ) -> tuple[Ranked, np.ndarray]:
     n_req, n = len(reqs), index.n_campaigns
     degraded = np.zeros(n_req, dtype=bool)
@@ -498,7 +574,7 @@ def _decide_pruned(
     pool_val = np.zeros(0)
     active = np.arange(n_req)
     day_uniq, day_inv = _day_groups(clk.days)
-    w, step = 0, 2
+    w, step = 0, first_words
     while active.size and w < index.n_words and tables.ub_at[w] >= floor_cpm:
         w1 = min(index.n_words, w + step)
         sub = reqs.take(active)

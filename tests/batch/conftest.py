@@ -52,8 +52,12 @@ def valid_campaigns(dicts: list[dict[str, Any]], tx: Taxonomy) -> tuple[Any, ...
 
 
 def make_engine(tx: Taxonomy, n: int = 300, seed: int = 7, model: Any = None, profiles: Any = None) -> Engine:
-    camps = valid_campaigns(campaign_dicts(n, tx, seed), tx)
-    index = compile_campaigns(camps, tx, f"gen-{seed}")
+    return make_engine_from(campaign_dicts(n, tx, seed), tx, model=model, profiles=profiles)
+
+
+def make_engine_from(dicts: list[dict[str, Any]], tx: Taxonomy, model: Any = None, profiles: Any = None) -> Engine:
+    camps = valid_campaigns(dicts, tx)
+    index = compile_campaigns(camps, tx, "gen")
     store = MemoryStore(clock=lambda: NOW)
     return Engine(tx, index, store=store, model=model, profiles=profiles, clock=lambda: NOW)
 

@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
-import numpy as np
-import pytest
+from typing import Any
 
-from targeting.batchmatch import _day_groups
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from targeting.batchmatch import _day_groups, decide_block
+from targeting.batchrequests import parse_requests, request_from_row
+from targeting.clicklog import generate_requests
+from targeting.taxonomy import Taxonomy
+
+from .conftest import NOW, campaign_dicts, make_engine_from, warm_store
 
 
 @pytest.mark.parametrize("zones", [1, 2, 5, 12, 14], ids=lambda z: f"{z}_zones")  # 14: the fallback path
@@ -20,3 +31,70 @@ def test_day_groups_equal_unique_rows(zones: int) -> None:
     assert np.array_equal(uniq[inv], days)  # every row maps back to itself
     assert len(uniq) == len(want) and len({tuple(r) for r in uniq.tolist()}) == len(uniq)
     assert np.array_equal(want[want_inv.reshape(-1)], uniq[inv])
+
+
+# ------------------------------------------------------------------ decide_block against Engine.decide
+class _ToyModel:
+    """pCTR from the request and the campaign, with an upper bound (the pruned, non-prior path)."""
+
+    version = "toy-1"
+
+    def predict(self, request: Any, campaigns: np.ndarray, index: Any) -> np.ndarray:
+        lift = 1.0 + 0.5 * len(request.tags or ()) + (0.25 if request.gender == "female" else 0.0)
+        return np.minimum(index.prior_ctr[campaigns] * lift * (1 + (campaigns % 3)), 1.0)
+
+    def max_pctr(self, index: Any) -> np.ndarray:
+        return np.minimum(index.prior_ctr * 3.25 * 3, 1.0)
+
+
+@pytest.fixture(scope="module")
+def request_rows(tx: Taxonomy, tmp_path_factory: pytest.TempPathFactory) -> pa.Table:
+    path = tmp_path_factory.mktemp("req") / "r.parquet"
+    return pq.read_table(generate_requests(path, 400, taxonomy=tx, seed=5, days=2, end=NOW, progress=False))
+
+
+@settings(deadline=None, max_examples=80, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    n=st.integers(40, 400),  # 1 to 7+ words of clauses: several steps, campaigns straddling them
+    seed=st.integers(0, 10_000),
+    limit=st.sampled_from([1, 2, 3, 5, 10, 40, 100]),
+    floor_cpm=st.sampled_from([0.0, 0.0, 2.0, 10.0, 30.0]),
+    ties=st.sampled_from([0, 2, 4]),  # bids drawn from this many values (0: as generated)
+    warm=st.booleans(),
+    model_kind=st.sampled_from(["prior", "prior", "toy"]),
+    straddle=st.booleans(),
+    block=st.sampled_from([13, 2048]),
+    first_words=st.sampled_from([1, 2]),
+    offset=st.integers(0, 300),
+)
+def test_decide_block_equals_engine_decide(
+    tx: Taxonomy, request_rows: pa.Table, n: int, seed: int, limit: int, floor_cpm: float, ties: int,
+    warm: bool, model_kind: str, straddle: bool, block: int, first_words: int, offset: int,
+) -> None:
+    """Every decision, its rank (ties by id), eCPM and pCTR, for random rule sets whose clauses
+    span several of the walk's steps, with and without store state, floors and limits."""
+    dicts = campaign_dicts(n, tx, seed)
+    if ties:
+        for k, c in enumerate(dicts):
+            c["bid"] = {"cpm": float(2 + k % ties)} if k % 3 else {"cpc": 0.5 * (1 + k % ties)}
+    if straddle:  # campaigns with several clauses a request often matches at once: one decision each
+        for c in dicts[::3]:
+            c["targeting"]["any_of"] = [{"gender": "male"}, {"gender": "female"}, {"scene": ["home", "office"]}]
+    engine = make_engine_from(dicts, tx, model=_ToyModel() if model_kind == "toy" else None)
+    rows = request_rows.slice(offset, 100)
+    if warm:
+        warm_store(engine, sorted(set(rows.column("user_id").to_pylist())), seed=seed)
+    reqs, errors = parse_requests(rows, tx, now=NOW)
+    assert not errors
+    ranked, _ = decide_block(engine.index, tx, engine.model, engine.store, reqs, limit=limit,
+                             floor_cpm=floor_cpm, block=block, first_words=first_words)
+    got: dict[int, list[tuple[Any, ...]]] = {}
+    for b, r, c, e, p in zip(ranked.req.tolist(), ranked.rank.tolist(), ranked.camp.tolist(),
+                             ranked.ecpm.tolist(), ranked.pctr.tolist()):
+        got.setdefault(b, []).append((r, engine.index.ids[c], round(e, 6), round(p, 6)))
+    want = {}
+    for b, row in enumerate(rows.to_pylist()):
+        ans = engine.decide({**request_from_row(row), "limit": limit, "floor_cpm": floor_cpm})
+        if ans["decisions"]:
+            want[b] = [(k + 1, d["campaign_id"], d["ecpm"], d["pctr"]) for k, d in enumerate(ans["decisions"])]
+    assert got == want
