@@ -5,7 +5,10 @@
 Two rule sets of generated campaigns (``targeting.gen``): as generated (a
 quarter with frequency caps, a quarter with budgets, some retargeting: the
 state store is read for most requests) and the same campaigns without
-store-backed features (pure targeting). For each: ``Engine.decide`` on the
+store-backed features (pure targeting). With the first, ``--warm`` of the
+requests' users have state, as serving leaves it: impressions of the top 3
+campaigns decide chose for one of their requests (caps and spend) and two
+retargeting events of advertisers that retarget. For each: ``Engine.decide`` on the
 first ``--decide`` requests, one at a time, and ``targeting.batch.score`` on
 all ``--requests`` (single process); goal >= 20x and >= 200k requests/s per
 core. Then the pure-targeting set on a Dask ``LocalCluster`` with 1 and 2
@@ -17,6 +20,7 @@ from __future__ import annotations
 import argparse
 import copy
 import os
+import random
 import tempfile
 import time
 from pathlib import Path
@@ -25,9 +29,10 @@ from targeting.batch import score
 from targeting.batchrequests import request_from_row
 from targeting.clicklog import generate_requests
 from targeting.compiler import compile_campaigns
-from targeting.engine import Engine, settle_heap
+from targeting.engine import MAX_BATCH, Engine, settle_heap
 from targeting.gen import generate_campaigns
 from targeting.rules import validate_campaigns
+from targeting.spec import EVENTS
 from targeting.stores.memory import MemoryStore
 from targeting.taxonomy import Taxonomy
 
@@ -40,6 +45,31 @@ def engine_for(camps: list[dict], tx: Taxonomy, now: float) -> Engine:
     engine = Engine(tx, index, store=MemoryStore(clock=lambda: now), clock=lambda: now)
     settle_heap()  # as a long-running process would (targeting serve does)
     return engine
+
+
+def warm(engine: Engine, path: Path, share: float, now: float) -> int:
+    """State for ``share`` of the users of the requests file; returns how many users got it."""
+    import pyarrow.parquet as pq
+
+    rng = random.Random(5)
+    first: dict[str, dict] = {}
+    for r in pq.read_table(path).to_pylist():
+        first.setdefault(r["user_id"], r)
+    users = rng.sample(sorted(first), int(len(first) * share))
+    advertisers = sorted({c.advertiser for c in engine.index.campaigns if c.spec.uses_retargeting})
+    impressions, events = [], []
+    for u in users:
+        ans = engine.decide(request_from_row(first[u]))
+        impressions += [{"user_id": u, "campaign_id": d["campaign_id"], "ts": now - rng.randrange(0, 3600),
+                         "price": d["ecpm"]} for d in ans["decisions"][:3]]
+        events += [{"user_id": u, "advertiser": rng.choice(advertisers), "event": rng.choice(EVENTS),
+                    "ts": now - rng.randrange(0, 7 * 86400)} for _ in range(2)]
+    step = 10 * MAX_BATCH
+    for k in range(0, len(impressions), step):
+        assert engine.record_impressions(impressions[k:k + step])["accepted"] == len(impressions[k:k + step])
+    for k in range(0, len(events), MAX_BATCH):
+        engine.record_events(events[k:k + MAX_BATCH])
+    return len(users)
 
 
 def decide_loop(engine: Engine, path: Path, n: int) -> float:
@@ -57,6 +87,7 @@ def main() -> None:
     ap.add_argument("--campaigns", type=int, default=10_000)
     ap.add_argument("--requests", type=int, default=100_000)
     ap.add_argument("--decide", type=int, default=300)
+    ap.add_argument("--warm", type=float, default=0.5, help="share of users with state (default 0.5)")
     ap.add_argument("--no-dask", action="store_true")
     args = ap.parse_args()
     tx = Taxonomy.load(RULES / "taxonomy")
@@ -77,6 +108,8 @@ def main() -> None:
         plain_engine = None
         for name, camps in (("with caps/budgets/rt", full), ("targeting only", plain)):
             engine = engine_for(camps, tx, now)
+            if camps is full and args.warm > 0:
+                print(f"(warmed: {warm(engine, req, args.warm, now):,} users with impressions and events)")
             dps = decide_loop(engine, req, args.decide)
             r = score(engine, req, d / f"{name[:4]}.parquet", progress=False)
             bps = r["requests"] / r["seconds"]

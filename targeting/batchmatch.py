@@ -196,6 +196,7 @@ class _StateMeta:
     budget: np.ndarray  # float64[n]: daily budget, nan = none
     advertiser: np.ndarray  # int32[n]: index into ``advertisers``
     advertisers: tuple[str, ...]
+    advertiser_pos: dict[str, int]  # name -> index into ``advertisers``
     retargeting: np.ndarray  # bool[n]: the campaign's spec uses retargeting
     clause_rt: np.ndarray  # bool[m]: the clause has retargeting rules
     clause_rt_any: np.ndarray  # bool[m]: ... and some of them require an event
@@ -221,6 +222,7 @@ def _state_meta(index: CampaignIndex) -> _StateMeta:
             budget=np.array([np.nan if c.daily_budget is None else c.daily_budget for c in cs]),
             advertiser=np.array([adv_pos[c.advertiser] for c in cs], dtype=np.int32),
             advertisers=advs,
+            advertiser_pos=adv_pos,
             retargeting=np.array([c.spec.uses_retargeting for c in cs], dtype=bool),
             clause_rt=np.array([bool(cl.rt_any or cl.rt_none) for cl in clauses], dtype=bool),
             clause_rt_any=np.array([bool(cl.rt_any) for cl in clauses], dtype=bool),
@@ -281,14 +283,16 @@ def store_checks(
     """Retargeting, frequency caps and budgets for (request ``pb[k]``, clause ``pj[k]``) pairs
     sorted by request; clauses that need no state pass. Returns (bool[P] ok, bool[B] degraded).
 
-    One ``store.fetch`` for all pairs, for the keys decide asks for
-    (``targeting.state.cap_key`` / ``spend_key``): one query per request with
-    its cap keys and retargeting advertisers, plus one query (user ``""``) for
-    the distinct spend keys, which are per campaign and day. Caps and pacing
-    (``targeting.budget``'s rule: spent < budget and < budget × (day share + slack)) are array comparisons; retargeting rules
-    of users who have events go through decide's own check. When the store is
-    unavailable, every pair that needs it fails (fail closed, as decide's
-    ``degraded``)."""
+    State is read for the keys decide asks for (``targeting.state.cap_key`` /
+    ``spend_key``): spend once per distinct campaign and local day; caps and
+    events either through the store's optional ``user_snapshots`` (one call for
+    the block's users; keys are built and looked up only for users the store
+    holds anything of) or, for other stores, with one ``store.fetch`` of one
+    query per request plus the spend query (one round trip). Caps and pacing
+    (``targeting.budget``'s rule: spent < budget and < budget × (day share +
+    slack)) are array comparisons; retargeting rules of users who have events
+    go through decide's own check. When the store is unavailable, every pair
+    that needs it fails (fail closed, as decide's ``degraded``)."""
     degraded = np.zeros(len(reqs), dtype=bool)
     ok_all = np.ones(pj.size, dtype=bool)
     sel = np.flatnonzero(index.needs_store[pj]) if pj.size else pj
@@ -300,68 +304,126 @@ def store_checks(
     n = index.n_campaigns
     ukey, uinv = np.unique(pb * n + pcamp, return_inverse=True)  # (request, campaign) pairs, sorted
     uinv = uinv.reshape(-1)
-    ub, uc = ukey // n, ukey % n
-    zone = index.zone_of[uc]
-    day = clk.days[ub, zone]
-    hour = (clk.slots[ub, zone].astype(np.int64) % 48) // 2
-
-    capped = np.flatnonzero(meta.cap_per[uc] >= 0)
-    cap_keys = meta.cap_prefix[uc[capped]] + _buckets(meta.cap_per[uc[capped]], day[capped], hour[capped])
-    budgeted = np.flatnonzero(~np.isnan(meta.budget[uc]))
-    # spend counters are per campaign and local day: ask for each distinct one once
-    spend_code, spend_inv = np.unique(uc[budgeted] * 10_000_000 + day[budgeted], return_inverse=True)
-    spend_camp, spend_day = spend_code // 10_000_000, spend_code % 10_000_000
-    shared = meta.spend_prefix[spend_camp] + _buckets(
-        np.full(spend_code.size, WINDOWS.index("day")), spend_day, np.zeros(spend_code.size, dtype=np.int64))
-
-    rt_pairs = np.flatnonzero(meta.retargeting[uc])
-    rt_adv = np.unique(ub[rt_pairs] * len(meta.advertisers) + meta.advertiser[uc[rt_pairs]])
-    users = np.union1d(ub[capped], rt_adv // max(len(meta.advertisers), 1))
-    ends = np.concatenate([users, [len(reqs)]])
-    cap_bounds: np.ndarray = np.searchsorted(ub[capped], ends)
-    adv_bounds: np.ndarray = np.searchsorted(rt_adv // max(len(meta.advertisers), 1), ends)
-    adv_names = np.array(meta.advertisers, dtype=object)[rt_adv % max(len(meta.advertisers), 1)]
-    uids = reqs.user_id[users].tolist()
-    cb = [int(x) for x in cap_bounds]
-    ab = [int(x) for x in adv_bounds]
-    queries = [
-        StateQuery(uid, tuple(adv_names[ab[k]:ab[k + 1]].tolist()), tuple(cap_keys[cb[k]:cb[k + 1]].tolist()), ())
-        for k, uid in enumerate(uids)
-    ]
-    if shared.size:
-        queries.append(StateQuery("", (), (), tuple(shared.tolist())))
+    pairs = _Pairs(ukey // n, ukey % n, index, clk, meta)
     try:
-        states: list[UserState] | None = list(store.fetch(queries))
+        snapshots = getattr(store, "user_snapshots", None)
+        if snapshots is not None:
+            counters, spent, events = _read_snapshots(snapshots, store, reqs, pairs)
+        else:
+            counters, spent, events = _read_fetch(store, reqs, pairs)
     except StoreUnavailable:
-        states = None
-
-    if states is None:
-        degraded[ub] = True
-        ok = np.zeros(pj.size, dtype=bool)
-    else:
-        counters = np.zeros(ub.size)
-        if capped.size:
-            counters[capped] = np.fromiter(
-                (v for st in states[:users.size] for v in st.user_counters), dtype=np.float64, count=capped.size)
-        spent = np.zeros(ub.size)
-        if budgeted.size:
-            spent[budgeted] = np.asarray(states[-1].shared_counters, dtype=np.float64)[spend_inv.reshape(-1)]
-        budget = meta.budget[uc]
-        pace = budget * np.minimum(1.0, clk.day_fraction[ub, zone] + PACING_SLACK)
-        with np.errstate(invalid="ignore"):
-            budget_ok = np.isnan(budget) | ((spent < budget) & (spent < pace))
-        ok = ((counters < meta.cap_n[uc]) & budget_ok)[uinv]  # per (request, clause)
-        rt = np.flatnonzero(ok & meta.clause_rt[pj])
-        if rt.size:
-            # users without any event of the advertiser: "any" rules fail, "none" rules pass
-            with_events = {b: st for b, st in zip(users.tolist(), states) if st.events}
-            seen = np.array([int(b) in with_events for b in pb[rt].tolist()], dtype=bool)
-            ok[rt[~seen]] = ~meta.clause_rt_any[pj[rt[~seen]]]
-            for k in rt[seen].tolist():
-                b, j = int(pb[k]), int(pj[k])
-                ok[k] = rules_hold(index.rt_rules[j], float(reqs.ts[b]), with_events[b].events)
+        degraded[pairs.req] = True
+        ok_all[sel] = False
+        return ok_all, degraded
+    ub, uc = pairs.req, pairs.camp
+    budget = meta.budget[uc]
+    pace = budget * np.minimum(1.0, clk.day_fraction[ub, pairs.zone] + PACING_SLACK)
+    with np.errstate(invalid="ignore"):
+        budget_ok = np.isnan(budget) | ((spent < budget) & (spent < pace))
+    ok = ((counters < meta.cap_n[uc]) & budget_ok)[uinv]  # per (request, clause)
+    rt = np.flatnonzero(ok & meta.clause_rt[pj])
+    if rt.size:
+        # users without any event of the campaign's advertiser: "any" rules fail, "none" rules pass
+        seen = np.isin(pb[rt] * len(meta.advertisers) + meta.advertiser[pcamp[rt]], _advertisers_seen(events, meta))
+        ok[rt[~seen]] = ~meta.clause_rt_any[pj[rt[~seen]]]
+        for k in rt[seen].tolist():
+            b, j = int(pb[k]), int(pj[k])
+            ok[k] = rules_hold(index.rt_rules[j], float(reqs.ts[b]), events[b])
     ok_all[sel] = ok
     return ok_all, degraded
+
+
+def _advertisers_seen(events: dict[int, Any], meta: _StateMeta) -> np.ndarray:
+    """int64[]: ``request × n_advertisers + advertiser`` for every request with events of an advertiser."""
+    pos = meta.advertiser_pos
+    codes = [b * len(pos) + a for b, ev in events.items() for a in {pos.get(k[0], -1) for k in ev} if a >= 0]
+    return np.array(codes, dtype=np.int64)
+
+
+class _Pairs:
+    """Distinct (request, campaign) pairs that need state, sorted, and what their keys need."""
+
+    def __init__(self, req: np.ndarray, camp: np.ndarray, index: CampaignIndex, clk: Clocks, meta: _StateMeta):
+        self.req, self.camp, self.meta = req, camp, meta
+        self.zone = index.zone_of[camp]
+        self.day = clk.days[req, self.zone]
+        self.hour = (clk.slots[req, self.zone].astype(np.int64) % 48) // 2
+        self.capped = np.flatnonzero(meta.cap_per[camp] >= 0)
+        self.budgeted = np.flatnonzero(~np.isnan(meta.budget[camp]))
+        self.rt = np.flatnonzero(meta.retargeting[camp])
+
+    def cap_keys(self, at: np.ndarray) -> list[str]:
+        """The frequency-cap counter key of pairs ``at`` (each distinct key built once)."""
+        m = self.meta
+        camp, day, hour = self.camp[at], self.day[at], self.hour[at]
+        hour = np.where(m.cap_per[camp] == WINDOWS.index("hour"), hour, 0)  # only hourly windows need it
+        _, first, inv = np.unique((camp * 10_000_000 + day) * 24 + hour, return_index=True, return_inverse=True)
+        keys = m.cap_prefix[camp[first]] + _buckets(m.cap_per[camp[first]], day[first], hour[first])
+        return keys[inv.reshape(-1)].tolist()  # type: ignore[no-any-return]
+
+    def spend_query(self) -> tuple[StateQuery | None, np.ndarray]:
+        """(the query of the distinct spend keys (campaign, local day) or None, int64[budgeted] key of each)."""
+        b = self.budgeted
+        code, inv = np.unique(self.camp[b] * 10_000_000 + self.day[b], return_inverse=True)
+        if code.size == 0:
+            return None, inv.reshape(-1)
+        camp, day = code // 10_000_000, code % 10_000_000
+        keys = self.meta.spend_prefix[camp] + _buckets(
+            np.full(code.size, WINDOWS.index("day")), day, np.zeros(code.size, dtype=np.int64))
+        return StateQuery("", (), (), tuple(keys.tolist())), inv.reshape(-1)
+
+    def spent(self, query: StateQuery | None, inv: np.ndarray, state: UserState | None) -> np.ndarray:
+        out = np.zeros(self.req.size)
+        if query is not None and state is not None:
+            out[self.budgeted] = np.asarray(state.shared_counters, dtype=np.float64)[inv]
+        return out
+
+
+def _read_snapshots(
+    snapshots: Any, store: StateStore, reqs: Requests, pairs: _Pairs,
+) -> tuple[np.ndarray, np.ndarray, dict[int, Any]]:
+    """(float64[pairs] cap counters, float64[pairs] spend, {request: events}) via ``user_snapshots``."""
+    asks = np.zeros(pairs.req.size, dtype=bool)
+    asks[pairs.capped] = True
+    asks[pairs.rt] = True
+    users = pairs.req[asks]  # sorted
+    users = users[np.r_[True, users[1:] != users[:-1]]] if users.size else users
+    snaps = snapshots(reqs.user_id[users].tolist()) if users.size else []
+    counters = np.zeros(pairs.req.size)
+    if pairs.capped.size and users.size:
+        with_counters = np.array([s is not None and bool(s.counters) for s in snaps], dtype=bool)
+        user_of = np.searchsorted(users, pairs.req[pairs.capped])
+        look = pairs.capped[with_counters[user_of]]
+        if look.size:
+            maps = [snaps[u].counters for u in np.searchsorted(users, pairs.req[look]).tolist()]
+            counters[look] = [m.get(k, 0.0) for m, k in zip(maps, pairs.cap_keys(look))]
+    events = {b: s.events for b, s in zip(users.tolist(), snaps) if s is not None and s.events}
+    query, inv = pairs.spend_query()
+    state = store.fetch([query])[0] if query is not None else None
+    return counters, pairs.spent(query, inv, state), events
+
+
+def _read_fetch(store: StateStore, reqs: Requests, pairs: _Pairs) -> tuple[np.ndarray, np.ndarray, dict[int, Any]]:
+    """As :func:`_read_snapshots`, with one ``store.fetch``: a query per request, plus spend."""
+    meta, ub, uc, capped = pairs.meta, pairs.req, pairs.camp, pairs.capped
+    n_adv = max(len(meta.advertisers), 1)
+    rt_adv = np.unique(ub[pairs.rt] * n_adv + meta.advertiser[uc[pairs.rt]])
+    users = np.union1d(ub[capped], rt_adv // n_adv)
+    ends = np.concatenate([users, [len(reqs)]])
+    cb = np.searchsorted(ub[capped], ends).tolist()
+    ab = np.searchsorted(rt_adv // n_adv, ends).tolist()
+    adv_names = np.array(meta.advertisers, dtype=object)[rt_adv % n_adv].tolist()
+    cap_keys = pairs.cap_keys(capped)
+    queries = [StateQuery(uid, tuple(adv_names[ab[k]:ab[k + 1]]), tuple(cap_keys[cb[k]:cb[k + 1]]), ())
+               for k, uid in enumerate(reqs.user_id[users].tolist())]
+    spend, inv = pairs.spend_query()
+    states = list(store.fetch(queries + ([spend] if spend is not None else [])))
+    counters = np.zeros(ub.size)
+    if capped.size:
+        counters[capped] = np.fromiter(
+            (v for st in states[:users.size] for v in st.user_counters), dtype=np.float64, count=capped.size)
+    events = {b: st.events for b, st in zip(users.tolist(), states) if st.events}
+    return counters, pairs.spent(spend, inv, states[-1] if spend is not None else None), events
 
 
 # ------------------------------------------------------------------ ranking

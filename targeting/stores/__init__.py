@@ -7,6 +7,7 @@ from .base import Event as Event
 from .base import StateQuery as StateQuery
 from .base import StateStore as StateStore
 from .base import StoreUnavailable as StoreUnavailable
+from .base import UserSnapshot as UserSnapshot
 from .base import UserState as UserState
 from .memory import MemoryStore as MemoryStore
 

@@ -2,62 +2,122 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any, Generic, TypeVar
 
-from .base import Counter, Event, StateQuery, UserState
+from .base import Counter, Event, StateQuery, UserSnapshot, UserState
+
+K = TypeVar("K", bound=Hashable)
+
+
+class _Book(Generic[K]):
+    """One user's entries of one kind (events or counters): values, when each expires,
+    and the soonest of those, so reading an unexpired book is one comparison and
+    expired entries are dropped the first time they are seen (no scan, no leak)."""
+
+    __slots__ = ("expires", "soonest", "values")
+
+    def __init__(self) -> None:
+        self.values: dict[K, float] = {}
+        self.expires: dict[K, float] = {}
+        self.soonest = math.inf
+
+    def live(self, now: float) -> dict[K, float]:
+        """The unexpired values (the book's own dict: callers only read it)."""
+        if self.soonest <= now:
+            for k in [k for k, e in self.expires.items() if e <= now]:
+                del self.values[k], self.expires[k]
+            self.soonest = min(self.expires.values(), default=math.inf)
+        return self.values
+
+    def put(self, key: K, value: float, expires: float) -> None:
+        self.values[key] = value
+        self.expires[key] = expires
+        self.soonest = min(self.soonest, expires)
+
+    def items(self) -> dict[K, tuple[float, float]]:
+        return {k: (v, self.expires[k]) for k, v in self.values.items()}
+
+
+_EMPTY: dict[Any, float] = {}
 
 
 class MemoryStore:
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
-        self._events: dict[str, dict[tuple[str, str], tuple[float, float]]] = {}  # user -> key -> (ts, expires)
-        self._counters: dict[tuple[str, str], tuple[float, float]] = {}  # (user, key) -> (value, expires)
+        self._events: dict[str, _Book[tuple[str, str]]] = {}  # user -> (advertiser, event) -> latest ts
+        self._counters: dict[str, _Book[str]] = {}  # user ("" for per-campaign counters) -> key -> value
         self._lock = threading.Lock()
 
     def fetch(self, queries: Sequence[StateQuery]) -> list[UserState]:
         now = self._clock()
         out = []
-        get = self._get
+        events_of, counters_of = self._events.get, self._counters.get
         with self._lock:
+            book = counters_of("")
+            shared = book.live(now) if book is not None else _EMPTY
             for uid, advertisers, user_keys, shared_keys in queries:
-                mine = self._events.get(uid) if advertisers else None
-                events = {k: ts for k, (ts, exp) in mine.items() if k[0] in advertisers and exp > now} if mine else {}
-                out.append(UserState(events, tuple([get((uid, k), now) for k in user_keys]),
-                                     tuple([get(("", k), now) for k in shared_keys])))
+                events: dict[tuple[str, str], float] = {}
+                if advertisers and (seen := events_of(uid)) is not None:
+                    events = {k: ts for k, ts in seen.live(now).items() if k[0] in advertisers}
+                counters = (mine.live(now) if user_keys and (mine := counters_of(uid)) is not None else _EMPTY)
+                out.append(UserState(events, tuple([counters.get(k, 0.0) for k in user_keys]),
+                                     tuple([shared.get(k, 0.0) for k in shared_keys])))
+        return out
+
+    def user_snapshots(self, user_ids: Sequence[str]) -> list[UserSnapshot | None]:
+        """See :class:`targeting.stores.base.UserSnapshot`: each user's unexpired events and
+        counters, ``None`` for a user the store holds nothing of. No copies: the mappings are
+        the store's own (read them, never write them), current as of this call."""
+        now = self._clock()
+        out: list[UserSnapshot | None] = []
+        events_of, counters_of = self._events.get, self._counters.get
+        with self._lock:
+            for uid in user_ids:
+                ev, cn = events_of(uid), counters_of(uid)
+                if not uid or (ev is None and cn is None):
+                    out.append(None)
+                else:
+                    out.append(UserSnapshot(ev.live(now) if ev is not None else _EMPTY,
+                                            cn.live(now) if cn is not None else _EMPTY))
         return out
 
     def add_events(self, events: Sequence[Event], ttl: int) -> None:
         with self._lock:
             for e in events:
-                mine = self._events.setdefault(e.user_id, {})
+                book = self._events.get(e.user_id)
+                if book is None:
+                    book = self._events[e.user_id] = _Book()
                 key = (e.advertiser, e.event)
-                if key not in mine or mine[key][0] < e.ts:
-                    mine[key] = (e.ts, e.ts + ttl)
+                old = book.values.get(key)
+                if old is None or old < e.ts:
+                    book.put(key, e.ts, e.ts + ttl)
 
     def add_counters(self, counters: Sequence[Counter]) -> None:
         now = self._clock()
         with self._lock:
             for c in counters:
-                k = (c.user_id, c.key)
-                value = self._get(k, now) + c.amount
-                self._counters[k] = (value, now + c.ttl)
+                book = self._counters.get(c.user_id)
+                if book is None:
+                    book = self._counters[c.user_id] = _Book()
+                book.put(c.key, book.live(now).get(c.key, 0.0) + c.amount, now + c.ttl)
 
     def __getstate__(self) -> dict[str, object]:
         """Picklable (e.g. shipped to Dask workers for batch scoring): a consistent copy."""
         with self._lock:
-            return {"clock": self._clock, "events": {u: dict(m) for u, m in self._events.items()},
-                    "counters": dict(self._counters)}
+            return {"clock": self._clock, "events": {u: b.items() for u, b in self._events.items()},
+                    "counters": {u: b.items() for u, b in self._counters.items()}}
 
-    def __setstate__(self, state: dict[str, object]) -> None:
-        self.__init__(clock=state["clock"])  # type: ignore[misc, arg-type]
-        self._events = state["events"]  # type: ignore[assignment]
-        self._counters = state["counters"]  # type: ignore[assignment]
-
-    def _get(self, k: tuple[str, str], now: float) -> float:
-        v = self._counters.get(k)
-        return v[0] if v is not None and v[1] > now else 0.0
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(clock=state["clock"])  # type: ignore[misc]
+        for mine, saved in ((self._events, state["events"]), (self._counters, state["counters"])):
+            for user, entries in saved.items():
+                book = mine[user] = _Book()
+                for k, (value, expires) in entries.items():
+                    book.put(k, value, expires)
 
     def users_with_events(self, advertiser: str, events: set[str], since: float) -> set[str]:
         """Users whose latest event of one of ``events`` for ``advertiser`` is at or after
@@ -67,9 +127,6 @@ class MemoryStore:
         with self._lock:
             return {
                 user
-                for user, mine in self._events.items()
-                if any(
-                    (v := mine.get((advertiser, e))) is not None and v[0] >= since and v[1] > now
-                    for e in events
-                )
+                for user, book in self._events.items()
+                if any((ts := book.live(now).get((advertiser, e))) is not None and ts >= since for e in events)
             }

@@ -79,3 +79,20 @@ def warm_store(engine: Engine, users: list[str], seed: int = 1) -> None:
 
 
 request_dict = request_from_row  # a contract §5 request row as the decide JSON form
+
+
+class FetchOnly:
+    """A store offering only the :class:`StateStore` protocol (as Redis does): the batch
+    scorer must read it through ``fetch``, not the memory store's ``user_snapshots``."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+
+    def fetch(self, queries: Any) -> Any:
+        return self._store.fetch(queries)
+
+    def add_events(self, events: Any, ttl: int) -> None:
+        self._store.add_events(events, ttl)
+
+    def add_counters(self, counters: Any) -> None:
+        self._store.add_counters(counters)

@@ -17,7 +17,7 @@ from targeting.errors import TargetingError
 from targeting.profiles import Profiles
 from targeting.taxonomy import Taxonomy
 
-from .conftest import NOW, make_engine, request_dict, warm_store
+from .conftest import NOW, FetchOnly, make_engine, request_dict, warm_store
 
 
 def _decisions(path: Path) -> dict[str, list[tuple[Any, ...]]]:
@@ -47,10 +47,13 @@ def requests_file(tmp_path_factory: pytest.TempPathFactory, tx: Taxonomy) -> Pat
     return p
 
 
-def test_identical_to_decide_with_state(tx: Taxonomy, requests_file: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("read", ["snapshots", "fetch"])
+def test_identical_to_decide_with_state(tx: Taxonomy, requests_file: Path, tmp_path: Path, read: str) -> None:
     engine = make_engine(tx)
     rows = pq.read_table(requests_file).to_pylist()
     warm_store(engine, sorted({r["user_id"] for r in rows}))
+    if read == "fetch":
+        engine.store = FetchOnly(engine.store)
     result = score(engine, requests_file, tmp_path / "out.parquet", progress=False)
     got = _decisions(tmp_path / "out.parquet")
     want = _expected(engine, rows)

@@ -241,3 +241,26 @@ def test_users_with_events_optional_ability(backend: Backend) -> None:
     assert find("acme", {"visit"}, now - 30 * DAY) == {"u1", "old"}
     assert find("acme", {"purchase"}, 0) == set()
     assert find("acme*", {"visit"}, 0) == {"u3"}
+
+
+def test_user_snapshots_optional_ability() -> None:
+    """What the batch scorer reads instead of ``fetch`` when a store offers it: the
+    same unexpired events and counters, ``None`` for users the store knows nothing of."""
+    clock = FakeClock()
+    store = MemoryStore(clock=clock)
+    now = clock.now
+    store.add_events([ev("u1", "acme", "visit", now), ev("u1", "rival", "click", now - 2 * DAY)], DAY)
+    store.add_events([ev("u2", "acme", "purchase", now)], 2)
+    store.add_counters([Counter("u1", "cap:c1:h", 1, 1), Counter("u1", "cap:c1:d", 2, DAY),
+                        Counter("", "spend:c1", 0.5, DAY), Counter("u3", "cap:c2:h", 1, 1)])
+    snaps = store.user_snapshots(["u1", "u2", "u3", "nobody", ""])
+    assert snaps[0] == ({("acme", "visit"): now}, {"cap:c1:h": 1.0, "cap:c1:d": 2.0})  # rival's click: born dead
+    assert snaps[1] == ({("acme", "purchase"): now}, {})
+    assert snaps[2] == ({}, {"cap:c2:h": 1.0})
+    assert snaps[3] is None and snaps[4] is None  # "" holds per-campaign counters, not a user
+    (state,) = store.fetch([StateQuery("u1", ("acme", "rival"), ("cap:c1:h", "cap:c1:d"))])
+    assert (dict(state.events), state.user_counters) == (snaps[0].events, (1.0, 2.0))
+    clock.advance(2.5)
+    snaps = store.user_snapshots(["u1", "u2", "u3"])
+    assert snaps[0] == ({("acme", "visit"): now}, {"cap:c1:d": 2.0})
+    assert snaps[1] == ({}, {}) and snaps[2] == ({}, {})  # expired: known, but nothing left
