@@ -2,8 +2,10 @@
 
 Requests (contract §5) are read in record batches, decided with the vectorized
 pipeline of :mod:`targeting.batchmatch` (same answers as ``Engine.decide``:
-profiles fill missing attributes, store-backed checks read the engine's store
-once per block, pCTR comes from the engine's model) and written as they come:
+profiles fill missing attributes, store-backed checks read the state as of the
+start of the run — a :class:`~targeting.stores.snapshot.StateSnapshot` when the
+store can take one, else the store once per step — and pCTR comes from the
+engine's model) and written as they come:
 ``request_id, rank, campaign_id, ecpm, pctr``, ``limit`` decisions per request
 at or above ``floor_cpm``. Invalid rows are left out, counted and reported
 (``errors``), never silently.
@@ -37,6 +39,7 @@ from .errors import TargetingError
 from .request import DEFAULT_LIMIT, MAX_LIMIT
 from .scoring import ClickModel
 from .stores.base import StateStore
+from .stores.snapshot import StateSnapshot
 from .taxonomy import Taxonomy
 
 BATCH_ROWS = 65_536
@@ -214,8 +217,8 @@ def score(
     if not (0 <= floor_cpm < float("inf")):
         raise TargetingError("floor_cpm is a non-negative number", path="floor_cpm")
     files = _input_files(Path(requests_path))
-    job = Job(engine.taxonomy, engine.index, engine.model, engine.store, engine.profiles,
-              float(engine.clock()), limit, float(floor_cpm))
+    job = Job(engine.taxonomy, engine.index, engine.model, _state_for_batch(engine.store, engine.index),
+              engine.profiles, float(engine.clock()), limit, float(floor_cpm))
     total = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
     bar = Progress("score", total, enabled=progress)
     t0 = time.perf_counter()
@@ -354,17 +357,22 @@ def _score_partition(payload: bytes, token: str, path: str, part: tuple[int, int
         return score_batches(job, _batches(Path(path), part, first_row, batch_rows), writer)
 
 
-def _portable_store(job: Job) -> StateStore | None:
-    """The engine's store as workers can use it: ``None`` when no campaign needs state,
-    the store itself when it pickles, a re-opened store for one with a ``url``, and
-    a frozen copy of an in-memory store (the state as of the start of the run)."""
-    store = job.store
-    if store is None or not job.index.needs_store.any():
+def _state_for_batch(store: StateStore | None, index: CampaignIndex) -> StateStore | None:
+    """What a run reads state from: ``None`` when no campaign needs state, a
+    :class:`StateSnapshot` (the state as of the start of the run, read in array
+    operations) when the store can take one, else the store itself."""
+    if store is None or not index.needs_store.any():
         return None
-    from .stores.memory import MemoryStore
+    take = getattr(store, "snapshot", None)
+    return take() if take is not None else store  # type: ignore[no-any-return]
 
-    if isinstance(store, MemoryStore):
-        return _memory_snapshot(store)  # type: ignore[no-any-return]
+
+def _portable_store(job: Job) -> StateStore | None:
+    """The run's state as workers can use it: ``None`` or a snapshot as they are, the
+    store itself when it pickles, a re-opened store for one with a ``url``."""
+    store = job.store
+    if store is None or isinstance(store, StateSnapshot):
+        return store
     try:
         pickle.dumps(store)
         return store
@@ -418,15 +426,6 @@ class _ReopenProfiles:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.directory, self.taxonomy, self._index = state["directory"], state["taxonomy"], None
-
-
-def _memory_snapshot(store: Any) -> Any:
-    """A consistent copy of a MemoryStore to ship to workers (it pickles itself)."""
-    from .stores.memory import MemoryStore
-
-    copy = MemoryStore.__new__(MemoryStore)
-    copy.__setstate__(store.__getstate__())
-    return copy
 
 
 class _Reopen:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import weakref
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, cast
@@ -33,6 +34,7 @@ from .request import DEFAULT_LIMIT
 from .scoring import ClickModel, PriorModel, ecpm
 from .state import PACING_SLACK, cap_key, spend_key, window_bucket
 from .stores.base import StateQuery, StateStore, StoreUnavailable, UserState
+from .stores.snapshot import StateSnapshot
 from .taxonomy import Taxonomy
 
 
@@ -196,13 +198,21 @@ class _StateMeta:
     budget: np.ndarray  # float64[n]: daily budget, nan = none
     advertiser: np.ndarray  # int32[n]: index into ``advertisers``
     advertisers: tuple[str, ...]
-    advertiser_pos: dict[str, int]  # name -> index into ``advertisers``
     retargeting: np.ndarray  # bool[n]: the campaign's spec uses retargeting
     clause_rt: np.ndarray  # bool[m]: the clause has retargeting rules
     clause_rt_any: np.ndarray  # bool[m]: ... and some of them require an event
+    clause_rt_keys: tuple[frozenset[tuple[str, str]], ...]  # per clause: the (advertiser, event) its rules name
 
 
 WINDOWS = ("hour", "day", "week")
+
+
+def _rule_keys(rules: Any) -> frozenset[tuple[str, str]]:
+    """The store keys (advertiser, event) that retargeting rules (``CampaignIndex.rt_rules``) read."""
+    if rules is None:
+        return frozenset()
+    want, avoid = rules
+    return frozenset([key for options in want for key, _ in options] + [key for key, _ in avoid])
 _STATE_META: weakref.WeakKeyDictionary[CampaignIndex, _StateMeta] = weakref.WeakKeyDictionary()
 
 
@@ -222,10 +232,10 @@ def _state_meta(index: CampaignIndex) -> _StateMeta:
             budget=np.array([np.nan if c.daily_budget is None else c.daily_budget for c in cs]),
             advertiser=np.array([adv_pos[c.advertiser] for c in cs], dtype=np.int32),
             advertisers=advs,
-            advertiser_pos=adv_pos,
             retargeting=np.array([c.spec.uses_retargeting for c in cs], dtype=bool),
             clause_rt=np.array([bool(cl.rt_any or cl.rt_none) for cl in clauses], dtype=bool),
             clause_rt_any=np.array([bool(cl.rt_any) for cl in clauses], dtype=bool),
+            clause_rt_keys=tuple(_rule_keys(r) for r in index.rt_rules),
         )
         _STATE_META[index] = hit
     return hit
@@ -240,13 +250,16 @@ def _bucket(per: int, ordinal: int, hour: int) -> str:
 
 def _buckets(per: np.ndarray, day: np.ndarray, hour: np.ndarray) -> np.ndarray:
     """object[k]: window labels, computing each distinct (window, date, hour) once."""
-    if per.size == 0:
-        return np.zeros(0, dtype=object)
+    labels, inv = _bucket_labels(per, day, hour)
+    return np.array(labels, dtype=object)[inv]
+
+
+def _bucket_labels(per: np.ndarray, day: np.ndarray, hour: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """(the distinct window labels, int64[k] which one each (window, date, hour) has)."""
     code = (per.astype(np.int64) * 10_000_000 + day.astype(np.int64)) * 24 + hour
     uniq, inv = np.unique(code, return_inverse=True)
-    labels = np.array([_bucket(int(u // 24 // 10_000_000), int(u // 24 % 10_000_000), int(u % 24))
-                       for u in uniq.tolist()], dtype=object)
-    return labels[inv.reshape(-1)]
+    labels = [_bucket(int(u // 24 // 10_000_000), int(u // 24 % 10_000_000), int(u % 24)) for u in uniq.tolist()]
+    return labels, inv.reshape(-1)
 
 
 def apply_store_checks(
@@ -279,20 +292,22 @@ def _bit_pairs(words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def store_checks(
     index: CampaignIndex, reqs: Requests, pb: np.ndarray, pj: np.ndarray, store: StateStore, clk: Clocks,
+    state_rows: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Retargeting, frequency caps and budgets for (request ``pb[k]``, clause ``pj[k]``) pairs
     sorted by request; clauses that need no state pass. Returns (bool[P] ok, bool[B] degraded).
 
     State is read for the keys decide asks for (``targeting.state.cap_key`` /
     ``spend_key``): spend once per distinct campaign and local day; caps and
-    events either through the store's optional ``user_snapshots`` (one call for
-    the block's users; keys are built and looked up only for users the store
-    holds anything of) or, for other stores, with one ``store.fetch`` of one
-    query per request plus the spend query (one round trip). Caps and pacing
+    events from a :class:`~targeting.stores.snapshot.StateSnapshot` in array
+    operations (``score`` takes one when the store can), or from any other
+    store with one ``store.fetch`` of one query per request plus the spend
+    query (one round trip). Caps and pacing
     (``targeting.budget``'s rule: spent < budget and < budget × (day share +
     slack)) are array comparisons; retargeting rules of users who have events
     go through decide's own check. When the store is unavailable, every pair
-    that needs it fails (fail closed, as decide's ``degraded``)."""
+    that needs it fails (fail closed, as decide's ``degraded``). ``state_rows``:
+    ``store.positions(reqs.user_id)`` of a snapshot, when the caller has it."""
     degraded = np.zeros(len(reqs), dtype=bool)
     ok_all = np.ones(pj.size, dtype=bool)
     sel = np.flatnonzero(index.needs_store[pj]) if pj.size else pj
@@ -306,11 +321,11 @@ def store_checks(
     uinv = uinv.reshape(-1)
     pairs = _Pairs(ukey // n, ukey % n, index, clk, meta)
     try:
-        snapshots = getattr(store, "user_snapshots", None)
-        if snapshots is not None:
-            counters, spent, events = _read_snapshots(snapshots, store, reqs, pairs)
+        if isinstance(store, StateSnapshot):
+            upos = store.positions(reqs.user_id) if state_rows is None else state_rows
+            counters, spent, events, seen = _read_snapshot(store, index, upos, pairs)
         else:
-            counters, spent, events = _read_fetch(store, reqs, pairs)
+            (counters, spent, events), seen = _read_fetch(store, reqs, pairs), None
     except StoreUnavailable:
         degraded[pairs.req] = True
         ok_all[sel] = False
@@ -323,21 +338,20 @@ def store_checks(
     ok = ((counters < meta.cap_n[uc]) & budget_ok)[uinv]  # per (request, clause)
     rt = np.flatnonzero(ok & meta.clause_rt[pj])
     if rt.size:
-        # users without any event of the campaign's advertiser: "any" rules fail, "none" rules pass
-        seen = np.isin(pb[rt] * len(meta.advertisers) + meta.advertiser[pcamp[rt]], _advertisers_seen(events, meta))
-        ok[rt[~seen]] = ~meta.clause_rt_any[pj[rt[~seen]]]
-        for k in rt[seen].tolist():
+        # users without any event the clause's rules name: "any" rules fail, "none" rules pass
+        keys = meta.clause_rt_keys
+        has = events[pb[rt]] != None
+        has = rt[has if seen is None else has & seen[uinv[rt]]]
+        named = has[np.array([not keys[j].isdisjoint(ev) for ev, j in zip(events[pb[has]].tolist(), pj[has].tolist())],
+                             dtype=bool)]
+        none = np.ones(rt.size, dtype=bool)
+        none[np.searchsorted(rt, named)] = False
+        ok[rt[none]] = ~meta.clause_rt_any[pj[rt[none]]]
+        for k in named.tolist():
             b, j = int(pb[k]), int(pj[k])
             ok[k] = rules_hold(index.rt_rules[j], float(reqs.ts[b]), events[b])
     ok_all[sel] = ok
     return ok_all, degraded
-
-
-def _advertisers_seen(events: dict[int, Any], meta: _StateMeta) -> np.ndarray:
-    """int64[]: ``request × n_advertisers + advertiser`` for every request with events of an advertiser."""
-    pos = meta.advertiser_pos
-    codes = [b * len(pos) + a for b, ev in events.items() for a in {pos.get(k[0], -1) for k in ev} if a >= 0]
-    return np.array(codes, dtype=np.int64)
 
 
 class _Pairs:
@@ -353,13 +367,23 @@ class _Pairs:
         self.rt = np.flatnonzero(meta.retargeting[camp])
 
     def cap_keys(self, at: np.ndarray) -> list[str]:
-        """The frequency-cap counter key of pairs ``at`` (each distinct key built once)."""
-        m = self.meta
-        camp, day, hour = self.camp[at], self.day[at], self.hour[at]
-        hour = np.where(m.cap_per[camp] == WINDOWS.index("hour"), hour, 0)  # only hourly windows need it
-        _, first, inv = np.unique((camp * 10_000_000 + day) * 24 + hour, return_index=True, return_inverse=True)
-        keys = m.cap_prefix[camp[first]] + _buckets(m.cap_per[camp[first]], day[first], hour[first])
-        return keys[inv.reshape(-1)].tolist()  # type: ignore[no-any-return]
+        """The frequency-cap counter key of pairs ``at``."""
+        return (self.meta.cap_prefix[self.camp[at]] + self.window_labels(at)).tolist()  # type: ignore[no-any-return]
+
+    def window_labels(self, at: np.ndarray) -> np.ndarray:
+        """object[len(at)]: the cap window label of pairs ``at`` (each distinct one built once)."""
+        labels, inv = self._windows(at)
+        return np.array(labels, dtype=object)[inv]
+
+    def window_codes(self, at: np.ndarray, numbers: Mapping[str, int]) -> np.ndarray:
+        """int64[len(at)]: ``numbers[label]`` of each pair's cap window label, -1 when absent."""
+        labels, inv = self._windows(at)
+        return np.array([numbers.get(k, -1) for k in labels], dtype=np.int64)[inv]
+
+    def _windows(self, at: np.ndarray) -> tuple[list[str], np.ndarray]:
+        per = self.meta.cap_per[self.camp[at]]
+        hour = np.where(per == WINDOWS.index("hour"), self.hour[at], 0)  # only hourly windows need it
+        return _bucket_labels(per, self.day[at], hour)
 
     def spend_query(self) -> tuple[StateQuery | None, np.ndarray]:
         """(the query of the distinct spend keys (campaign, local day) or None, int64[budgeted] key of each)."""
@@ -379,32 +403,38 @@ class _Pairs:
         return out
 
 
-def _read_snapshots(
-    snapshots: Any, store: StateStore, reqs: Requests, pairs: _Pairs,
-) -> tuple[np.ndarray, np.ndarray, dict[int, Any]]:
-    """(float64[pairs] cap counters, float64[pairs] spend, {request: events}) via ``user_snapshots``."""
-    asks = np.zeros(pairs.req.size, dtype=bool)
-    asks[pairs.capped] = True
-    asks[pairs.rt] = True
-    users = pairs.req[asks]  # sorted
-    users = users[np.r_[True, users[1:] != users[:-1]]] if users.size else users
-    snaps = snapshots(reqs.user_id[users].tolist()) if users.size else []
+def _read_snapshot(
+    snap: StateSnapshot, index: CampaignIndex, upos: np.ndarray, pairs: _Pairs,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(float64[pairs] cap counters, float64[pairs] spend, object[B] events mapping or None per
+    request, bool[pairs] the user has events of the campaign's advertiser) from a snapshot,
+    given each request's user position in it (``upos``), by ``searchsorted`` over integer codes."""
+    tables = snap.tables(index, pairs.meta.advertisers)
     counters = np.zeros(pairs.req.size)
-    if pairs.capped.size and users.size:
-        with_counters = np.array([s is not None and bool(s.counters) for s in snaps], dtype=bool)
-        user_of = np.searchsorted(users, pairs.req[pairs.capped])
-        look = pairs.capped[with_counters[user_of]]
-        if look.size:
-            maps = [snaps[u].counters for u in np.searchsorted(users, pairs.req[look]).tolist()]
-            counters[look] = [m.get(k, 0.0) for m, k in zip(maps, pairs.cap_keys(look))]
-    events = {b: s.events for b, s in zip(users.tolist(), snaps) if s is not None and s.events}
+    capped = pairs.capped[upos[pairs.req[pairs.capped]] >= 0]  # only users with state can have counts
+    if capped.size and tables.codes.size:
+        label = pairs.window_codes(capped, tables.labels)
+        code = (upos[pairs.req[capped]] * index.n_campaigns + pairs.camp[capped]) * len(tables.labels) + label
+        at, hit = _find(tables.codes, code)
+        hit &= label >= 0
+        counters[capped[hit]] = tables.values[at[hit]]
+    user = upos[pairs.req]
+    _, seen = _find(tables.seen, user * len(pairs.meta.advertisers) + pairs.meta.advertiser[pairs.camp])
     query, inv = pairs.spend_query()
-    state = store.fetch([query])[0] if query is not None else None
-    return counters, pairs.spent(query, inv, state), events
+    state = snap.fetch([query])[0] if query is not None else None
+    return counters, pairs.spent(query, inv, state), snap.events_of(upos), seen & (user >= 0)
 
 
-def _read_fetch(store: StateStore, reqs: Requests, pairs: _Pairs) -> tuple[np.ndarray, np.ndarray, dict[int, Any]]:
-    """As :func:`_read_snapshots`, with one ``store.fetch``: a query per request, plus spend."""
+def _find(sorted_codes: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(int64 position, bool found) of each of ``codes`` in ``sorted_codes``."""
+    if sorted_codes.size == 0:
+        return np.zeros(codes.size, dtype=np.int64), np.zeros(codes.size, dtype=bool)
+    at = np.minimum(np.searchsorted(sorted_codes, codes), sorted_codes.size - 1)
+    return at, sorted_codes[at] == codes
+
+
+def _read_fetch(store: StateStore, reqs: Requests, pairs: _Pairs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """As :func:`_read_snapshot`, with one ``store.fetch``: a query per request, plus spend."""
     meta, ub, uc, capped = pairs.meta, pairs.req, pairs.camp, pairs.capped
     n_adv = max(len(meta.advertisers), 1)
     rt_adv = np.unique(ub[pairs.rt] * n_adv + meta.advertiser[uc[pairs.rt]])
@@ -422,7 +452,8 @@ def _read_fetch(store: StateStore, reqs: Requests, pairs: _Pairs) -> tuple[np.nd
     if capped.size:
         counters[capped] = np.fromiter(
             (v for st in states[:users.size] for v in st.user_counters), dtype=np.float64, count=capped.size)
-    events = {b: st.events for b, st in zip(users.tolist(), states) if st.events}
+    events = np.full(len(reqs), None, dtype=object)
+    events[users] = [st.events or None for st in states[:users.size]]
     return counters, pairs.spent(spend, inv, states[-1] if spend is not None else None), events
 
 
@@ -523,7 +554,7 @@ def ecpm_bound(index: CampaignIndex, model: ClickModel) -> np.ndarray:
 
 def decide_block(
     index: CampaignIndex, tx: Taxonomy, model: ClickModel, store: StateStore | None, reqs: Requests,
-    *, limit: int = DEFAULT_LIMIT, floor_cpm: float = 0.0, block: int = 2048, first_words: int = 2,
+    *, limit: int = DEFAULT_LIMIT, floor_cpm: float = 0.0, block: int = 4096, first_words: int = 2,
 ) -> tuple[Ranked, np.ndarray]:
     """Decide every request of ``reqs``: (decisions, bool[B] degraded).
 
@@ -584,6 +615,7 @@ def _decide_in_order(
     out: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     active = np.arange(n_req)
     day_uniq, day_inv = _day_groups(clk.days)
+    state_rows = store.positions(reqs.user_id) if isinstance(store, StateSnapshot) else None
     w, step = 0, first_words
     while active.size and w < index.n_words and tables.ub_at[w] >= floor_cpm:
         w1 = min(index.n_words, w + step)
@@ -593,7 +625,8 @@ def _decide_in_order(
         rb, bit = _bit_pairs(words)  # by request, then position: rank order
         clause = tables.perm[w * 64 + bit]
         if store is not None and rb.size and index.needs_store[clause].any():
-            ok, deg = store_checks(index, sub, rb, clause, store, sub_clk)
+            ok, deg = store_checks(index, sub, rb, clause, store, sub_clk,
+                                   None if state_rows is None else state_rows[active])
             degraded[active] |= deg
             rb, clause = rb[ok], clause[ok]
         camp = index.owner[clause].astype(np.int64)
@@ -636,6 +669,7 @@ def _decide_pruned(
     pool_val = np.zeros(0)
     active = np.arange(n_req)
     day_uniq, day_inv = _day_groups(clk.days)
+    state_rows = store.positions(reqs.user_id) if isinstance(store, StateSnapshot) else None
     w, step = 0, first_words
     while active.size and w < index.n_words and tables.ub_at[w] >= floor_cpm:
         w1 = min(index.n_words, w + step)
@@ -645,7 +679,8 @@ def _decide_pruned(
         rb, bit = _bit_pairs(words)
         clause = tables.perm[w * 64 + bit]
         if store is not None and rb.size and index.needs_store[clause].any():
-            ok, deg = store_checks(index, sub, rb, clause, store, sub_clk)
+            ok, deg = store_checks(index, sub, rb, clause, store, sub_clk,
+                                   None if state_rows is None else state_rows[active])
             degraded[active] |= deg
             rb, clause = rb[ok], clause[ok]
         camp = index.owner[clause].astype(np.int64)

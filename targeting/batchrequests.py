@@ -120,10 +120,15 @@ def parse_requests(
                 bad[i] = TargetingError(msg, path=f"requests[{first_row + i}].{field}")
 
     user_id = _objects(table, "user_id", n)
-    no_user = np.array([not isinstance(u, str) or not u for u in user_id], dtype=bool)
+    ucol = table.column("user_id")
+    if pa.types.is_string(ucol.type) or pa.types.is_large_string(ucol.type):  # the usual case, in Arrow
+        no_user = np.asarray(pc.fill_null(pc.equal(pc.utf8_length(ucol), 0), True).to_numpy(zero_copy_only=False))
+    else:
+        no_user = np.array([not isinstance(u, str) or not u for u in user_id], dtype=bool)
     fail(no_user, "user_id", "user_id is required: a non-empty string")
     request_id = _objects(table, "request_id", n)
-    request_id = np.array([None if r is None else str(r) for r in request_id], dtype=object)
+    if "request_id" in names and not pa.types.is_string(table.column("request_id").type):
+        request_id = np.array([None if r is None else str(r) for r in request_id], dtype=object)
     ts = _timestamps(table, n, now, fail)
     province = _adcodes(table, "province", n, tx, fail)
     city = _adcodes(table, "city", n, tx, fail)

@@ -7,9 +7,9 @@ from .base import Event as Event
 from .base import StateQuery as StateQuery
 from .base import StateStore as StateStore
 from .base import StoreUnavailable as StoreUnavailable
-from .base import UserSnapshot as UserSnapshot
 from .base import UserState as UserState
 from .memory import MemoryStore as MemoryStore
+from .snapshot import StateSnapshot as StateSnapshot
 
 
 def open_store(url: str | None) -> StateStore:

@@ -57,20 +57,6 @@ class UserState(NamedTuple):
     shared_counters: tuple[float, ...] = ()
 
 
-class UserSnapshot(NamedTuple):
-    """Everything a store holds about one user that has not expired: ``events``
-    ``(advertiser, event) -> latest ts`` and ``counters`` ``key -> value``.
-
-    An optional ability, not part of :class:`StateStore`: a store that can list
-    a user's state cheaply offers ``user_snapshots(user_ids) -> list[UserSnapshot
-    | None]`` (``None``: nothing about that user), and the batch scorer reads
-    state through it, looking up keys only for users that have any. Stores
-    without it are read through ``fetch``."""
-
-    events: Mapping[tuple[str, str], float]
-    counters: Mapping[str, float]
-
-
 @runtime_checkable
 class StateStore(Protocol):
     def fetch(self, queries: Sequence[StateQuery]) -> list[UserState]:

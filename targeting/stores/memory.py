@@ -8,7 +8,8 @@ import time
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any, Generic, TypeVar
 
-from .base import Counter, Event, StateQuery, UserSnapshot, UserState
+from .base import Counter, Event, StateQuery, UserState
+from .snapshot import StateSnapshot
 
 K = TypeVar("K", bound=Hashable)
 
@@ -68,22 +69,17 @@ class MemoryStore:
                                      tuple([shared.get(k, 0.0) for k in shared_keys])))
         return out
 
-    def user_snapshots(self, user_ids: Sequence[str]) -> list[UserSnapshot | None]:
-        """See :class:`targeting.stores.base.UserSnapshot`: each user's unexpired events and
-        counters, ``None`` for a user the store holds nothing of. No copies: the mappings are
-        the store's own (read them, never write them), current as of this call."""
+    def snapshot(self) -> StateSnapshot:
+        """A copy of every unexpired event and counter as of now, for batch scoring
+        (see :mod:`targeting.stores.snapshot`)."""
         now = self._clock()
-        out: list[UserSnapshot | None] = []
-        events_of, counters_of = self._events.get, self._counters.get
         with self._lock:
-            for uid in user_ids:
-                ev, cn = events_of(uid), counters_of(uid)
-                if not uid or (ev is None and cn is None):
-                    out.append(None)
-                else:
-                    out.append(UserSnapshot(ev.live(now) if ev is not None else _EMPTY,
-                                            cn.live(now) if cn is not None else _EMPTY))
-        return out
+            users = sorted((self._events.keys() | self._counters.keys()) - {""})
+            none = _Book[Any]()
+            events = [dict(self._events.get(u, none).live(now)) for u in users]
+            counters = [dict(self._counters.get(u, none).live(now)) for u in users]
+            shared = dict(self._counters.get("", none).live(now))
+        return StateSnapshot(users, events, counters, shared, taken=now)
 
     def add_events(self, events: Sequence[Event], ttl: int) -> None:
         with self._lock:

@@ -16,7 +16,7 @@ from targeting.batchrequests import parse_requests, request_from_row
 from targeting.clicklog import generate_requests
 from targeting.taxonomy import Taxonomy
 
-from .conftest import NOW, FetchOnly, campaign_dicts, make_engine_from, warm_store
+from .conftest import NOW, campaign_dicts, make_engine_from, warm_store
 
 
 @pytest.mark.parametrize("zones", [1, 2, 5, 12, 14], ids=lambda z: f"{z}_zones")  # 14: the fallback path
@@ -61,7 +61,7 @@ def request_rows(tx: Taxonomy, tmp_path_factory: pytest.TempPathFactory) -> pa.T
     floor_cpm=st.sampled_from([0.0, 0.0, 2.0, 10.0, 30.0]),
     ties=st.sampled_from([0, 2, 4]),  # bids drawn from this many values (0: as generated)
     warm=st.booleans(),
-    fetch_only=st.booleans(),
+    read=st.sampled_from(["snapshot", "fetch"]),
     model_kind=st.sampled_from(["prior", "prior", "toy"]),
     straddle=st.booleans(),
     block=st.sampled_from([13, 2048]),
@@ -70,7 +70,7 @@ def request_rows(tx: Taxonomy, tmp_path_factory: pytest.TempPathFactory) -> pa.T
 )
 def test_decide_block_equals_engine_decide(
     tx: Taxonomy, request_rows: pa.Table, n: int, seed: int, limit: int, floor_cpm: float, ties: int,
-    warm: bool, fetch_only: bool, model_kind: str, straddle: bool, block: int, first_words: int, offset: int,
+    warm: bool, read: str, model_kind: str, straddle: bool, block: int, first_words: int, offset: int,
 ) -> None:
     """Every decision, its rank (ties by id), eCPM and pCTR, for random rule sets whose clauses
     span several of the walk's steps, with and without store state, floors and limits."""
@@ -87,7 +87,7 @@ def test_decide_block_equals_engine_decide(
         warm_store(engine, sorted(set(rows.column("user_id").to_pylist())), seed=seed)
     reqs, errors = parse_requests(rows, tx, now=NOW)
     assert not errors
-    store = FetchOnly(engine.store) if fetch_only else engine.store
+    store = engine.store.snapshot() if read == "snapshot" else engine.store  # type: ignore[attr-defined]
     ranked, _ = decide_block(engine.index, tx, engine.model, store, reqs, limit=limit,
                              floor_cpm=floor_cpm, block=block, first_words=first_words)
     got: dict[int, list[tuple[Any, ...]]] = {}

@@ -138,6 +138,7 @@ BAD_ROWS = [
     ("gender", "robot", "gender"),  # not male/female
     ("scene", "moon", "scene"),  # unknown scene
     ("user_id", None, "user_id"),  # required
+    ("user_id", "", "user_id"),  # required non-empty
 ]
 
 

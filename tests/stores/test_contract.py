@@ -243,9 +243,9 @@ def test_users_with_events_optional_ability(backend: Backend) -> None:
     assert find("acme*", {"visit"}, 0) == {"u3"}
 
 
-def test_user_snapshots_optional_ability() -> None:
-    """What the batch scorer reads instead of ``fetch`` when a store offers it: the
-    same unexpired events and counters, ``None`` for users the store knows nothing of."""
+def test_snapshot_optional_ability() -> None:
+    """What the batch scorer reads instead of the store when a store can take it: the
+    unexpired events and counters as of the call, unaffected by later writes."""
     clock = FakeClock()
     store = MemoryStore(clock=clock)
     now = clock.now
@@ -253,14 +253,18 @@ def test_user_snapshots_optional_ability() -> None:
     store.add_events([ev("u2", "acme", "purchase", now)], 2)
     store.add_counters([Counter("u1", "cap:c1:h", 1, 1), Counter("u1", "cap:c1:d", 2, DAY),
                         Counter("", "spend:c1", 0.5, DAY), Counter("u3", "cap:c2:h", 1, 1)])
-    snaps = store.user_snapshots(["u1", "u2", "u3", "nobody", ""])
-    assert snaps[0] == ({("acme", "visit"): now}, {"cap:c1:h": 1.0, "cap:c1:d": 2.0})  # rival's click: born dead
-    assert snaps[1] == ({("acme", "purchase"): now}, {})
-    assert snaps[2] == ({}, {"cap:c2:h": 1.0})
-    assert snaps[3] is None and snaps[4] is None  # "" holds per-campaign counters, not a user
-    (state,) = store.fetch([StateQuery("u1", ("acme", "rival"), ("cap:c1:h", "cap:c1:d"))])
-    assert (dict(state.events), state.user_counters) == (snaps[0].events, (1.0, 2.0))
+    snap = store.snapshot()
+    assert snap.users == ["u1", "u2", "u3"]  # "" holds per-campaign counters, not a user
+    assert snap.events == [{("acme", "visit"): now}, {("acme", "purchase"): now}, {}]  # rival's: born dead
+    assert snap.counters == [{"cap:c1:h": 1.0, "cap:c1:d": 2.0}, {}, {"cap:c2:h": 1.0}]
+    assert snap.shared == {"spend:c1": 0.5}
+    q = [StateQuery("u1", ("acme", "rival"), ("cap:c1:h", "cap:c1:d"), ("spend:c1",)), StateQuery("nobody")]
+    assert snap.fetch(q) == store.fetch(q)
+    store.add_counters([Counter("u1", "cap:c1:d", 5, DAY)])
+    assert snap.counters[0]["cap:c1:d"] == 2.0  # a copy
     clock.advance(2.5)
-    snaps = store.user_snapshots(["u1", "u2", "u3"])
-    assert snaps[0] == ({("acme", "visit"): now}, {"cap:c1:d": 2.0})
-    assert snaps[1] == ({}, {}) and snaps[2] == ({}, {})  # expired: known, but nothing left
+    later = store.snapshot()
+    assert later.users == ["u1", "u2", "u3"]
+    assert later.events == [{("acme", "visit"): now}, {}, {}] and later.counters == [{"cap:c1:d": 7.0}, {}, {}]
+    with pytest.raises(TypeError):
+        snap.add_counters([Counter("u1", "cap:c1:d", 1, DAY)])

@@ -1,0 +1,151 @@
+"""A read-only copy of a store's state at one instant, laid out for batch scoring.
+
+Offline scoring decides millions of logged requests against the state "as of
+the start of the run" (the same on every Dask worker). Looking that state up
+one key at a time costs more than all of the targeting; a snapshot answers in
+array operations instead: users are found with one hash lookup per block
+(:meth:`StateSnapshot.positions`), frequency-cap counters and who has events
+of which advertiser with ``searchsorted`` over integer codes
+(:meth:`StateSnapshot.tables`); only users who have retargeting events of the
+campaign's advertiser reach Python.
+
+A store that can list its state offers ``snapshot() -> StateSnapshot``
+(:class:`targeting.stores.memory.MemoryStore` does; a Redis store is read
+with ``fetch``). A snapshot is itself a read-only :class:`StateStore`.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .base import Counter, Event, StateQuery, UserState
+
+CAP_PREFIX = "cap:"  # targeting.state.cap_key: "cap:<campaign id>:<window label>"
+
+
+@dataclass(frozen=True)
+class IndexTables:
+    """A snapshot's state for one campaign index, as sorted integer codes.
+
+    Frequency-cap counters: ``(user position × n_campaigns + campaign position)
+    × n_labels + label``; who has events of whom: ``user position ×
+    n_advertisers + advertiser`` (advertisers as the caller numbered them)."""
+
+    codes: np.ndarray  # int64, sorted
+    values: np.ndarray  # float64, aligned with codes
+    labels: dict[str, int]  # window label ("h2026120217", "d20261202", "w202649") -> its number
+    seen: np.ndarray  # int64, sorted: user × n_advertisers + advertiser, for every user with events of them
+
+
+class StateSnapshot:
+    """Users with any state, their events and counters, and the per-campaign counters.
+
+    ``events[k]``: ``(advertiser, event) -> latest ts`` of ``users[k]``; ``counters[k]``:
+    ``key -> value``; ``shared``: per-campaign counters (spend). Expired entries
+    are left out as of ``taken`` (epoch seconds)."""
+
+    def __init__(self, users: Sequence[str], events: Sequence[Mapping[tuple[str, str], float]],
+                 counters: Sequence[Mapping[str, float]], shared: Mapping[str, float], taken: float) -> None:
+        self.users = list(users)
+        self.events = list(events)
+        self.counters = list(counters)
+        self.shared = dict(shared)
+        self.taken = taken
+        self._init_caches()
+
+    def _init_caches(self) -> None:
+        self._position = {u: k for k, u in enumerate(self.users)}
+        self._arrow: Any = None
+        self._events_of = np.array([*(e or None for e in self.events), None], dtype=object)  # [-1]: nobody
+        self._tables: weakref.WeakKeyDictionary[Any, IndexTables] = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+
+    # -------------------------------------------------------------- arrays
+    def positions(self, user_ids: np.ndarray) -> np.ndarray:
+        """int64[len(user_ids)]: each user's position in ``users``, -1 for users without state."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        if not self.users or len(user_ids) == 0:
+            return np.full(len(user_ids), -1, dtype=np.int64)
+        if self._arrow is None:
+            self._arrow = pa.array(self.users, pa.string())
+        found = pc.index_in(pa.array(user_ids, pa.string()), value_set=self._arrow)
+        return np.asarray(pc.fill_null(found, -1).to_numpy(zero_copy_only=False), dtype=np.int64)
+
+    def events_of(self, positions: np.ndarray) -> np.ndarray:
+        """object[len(positions)]: the events mapping of each position, None when it has none."""
+        return self._events_of[positions]  # type: ignore[no-any-return]
+
+    def tables(self, index: Any, advertisers: Sequence[str]) -> IndexTables:
+        """The frequency-cap counters of the campaigns of ``index`` (``CampaignIndex``) and who has
+        events of ``advertisers`` (a function of the index: its advertisers, numbered), built once
+        per index; counters of campaigns the index does not have are left out."""
+        with self._lock:
+            hit = self._tables.get(index)
+            if hit is None:
+                hit = self._tables[index] = self._build(index, advertisers)
+            return hit
+
+    def _build(self, index: Any, advertisers: Sequence[str]) -> IndexTables:
+        labels: dict[str, int] = {}
+        user, camp, label, value = [], [], [], []
+        position = index.position
+        for u, mine in enumerate(self.counters):
+            for key, v in mine.items():
+                if not key.startswith(CAP_PREFIX):
+                    continue
+                cid, _, window = key[len(CAP_PREFIX):].rpartition(":")
+                c = position.get(cid)
+                if c is None:
+                    continue
+                user.append(u)
+                camp.append(c)
+                label.append(labels.setdefault(window, len(labels)))
+                value.append(v)
+        n_labels = max(len(labels), 1)
+        codes = (np.asarray(user, dtype=np.int64) * index.n_campaigns + np.asarray(camp, dtype=np.int64)) \
+            * n_labels + np.asarray(label, dtype=np.int64)
+        order = np.argsort(codes, kind="stable")
+        adv = {a: k for k, a in enumerate(advertisers)}
+        seen = {u * len(adv) + a for u, mine in enumerate(self.events) for a in {adv.get(k[0], -1) for k in mine}
+                if a >= 0}
+        return IndexTables(codes[order], np.asarray(value, dtype=np.float64)[order], labels,
+                           np.array(sorted(seen), dtype=np.int64))
+
+    # -------------------------------------------------------------- StateStore (read-only)
+    def fetch(self, queries: Sequence[StateQuery]) -> list[UserState]:
+        out = []
+        for uid, advertisers, user_keys, shared_keys in queries:
+            k = self._position.get(uid)
+            events: dict[tuple[str, str], float] = {}
+            counters: Mapping[str, float] = {}
+            if k is not None:
+                events = {key: ts for key, ts in self.events[k].items() if key[0] in advertisers}
+                counters = self.counters[k]
+            out.append(UserState(events, tuple([counters.get(c, 0.0) for c in user_keys]),
+                                 tuple([self.shared.get(c, 0.0) for c in shared_keys])))
+        return out
+
+    def add_events(self, events: Sequence[Event], ttl: int) -> None:
+        raise TypeError("a StateSnapshot is read-only")
+
+    def add_counters(self, counters: Sequence[Counter]) -> None:
+        raise TypeError("a StateSnapshot is read-only")
+
+    def __getstate__(self) -> dict[str, Any]:  # shipped to Dask workers: caches are rebuilt there
+        return {"users": self.users, "events": self.events, "counters": self.counters,
+                "shared": self.shared, "taken": self.taken}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._init_caches()
+
+    def __len__(self) -> int:
+        return len(self.users)
