@@ -68,13 +68,13 @@ def warm_store(engine: Engine, users: list[str], seed: int = 1) -> None:
     idx = engine.index
     capped = [c.id for c in idx.campaigns if c.cap_impressions is not None or c.daily_budget is not None]
     rows = [{"user_id": rng.choice(users), "campaign_id": rng.choice(capped), "ts": NOW - rng.randrange(0, 3600)}
-            for _ in range(3000)]
+            for _ in range(3000 if capped else 0)]
     out = engine.record_impressions(rows)
     assert out["accepted"] == len(rows), out["errors"][:3]
     advertisers = sorted({c.advertiser for c in idx.campaigns if c.spec.uses_retargeting})
     events = [{"user_id": rng.choice(users), "advertiser": rng.choice(advertisers),
                "event": rng.choice(("visit", "add_to_cart", "purchase", "click")),
-               "ts": NOW - rng.randrange(0, 20 * 86400)} for _ in range(3000)]
+               "ts": NOW - rng.randrange(0, 20 * 86400)} for _ in range(3000 if advertisers else 0)]
     engine.record_events(events)
 
 

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from targeting.batchmatch import _day_groups, decide_block
+from targeting.batchmatch import _bit_pairs, _day_groups, decide_block
 from targeting.batchrequests import parse_requests, request_from_row
 from targeting.clicklog import generate_requests
 from targeting.taxonomy import Taxonomy
@@ -33,24 +33,46 @@ def test_day_groups_equal_unique_rows(zones: int) -> None:
     assert np.array_equal(want[want_inv.reshape(-1)], uniq[inv])
 
 
+
+@pytest.mark.parametrize(("rows", "words", "density"), [(1, 1, 0.0), (5, 3, 0.5), (100, 7, 0.02), (3, 2, 1.0)])
+def test_bit_pairs_are_the_set_bits_in_order(rows: int, words: int, density: float) -> None:
+    bits = np.random.default_rng(rows).random((rows, words * 64)) < density
+    packed = np.packbits(bits, axis=1, bitorder="little").view(np.uint64).reshape(rows, words)
+    r, c = _bit_pairs(packed)
+    want_r, want_c = np.nonzero(bits)  # by row, then bit
+    assert np.array_equal(r, want_r) and np.array_equal(c, want_c)
+
 # ------------------------------------------------------------------ decide_block against Engine.decide
 class _ToyModel:
-    """pCTR from the request and the campaign, with an upper bound (the pruned, non-prior path)."""
+    """pCTR from the request and the campaign, with an upper bound (the pruned, non-prior path).
+    The bound must hold: a model whose ``max_pctr`` is too low gets answers that differ."""
 
     version = "toy-1"
 
     def predict(self, request: Any, campaigns: np.ndarray, index: Any) -> np.ndarray:
-        lift = 1.0 + 0.5 * len(request.tags or ()) + (0.25 if request.gender == "female" else 0.0)
+        lift = min(1.0 + 0.5 * len(request.tags or ()) + (0.25 if request.gender == "female" else 0.0), 3.25)
         return np.minimum(index.prior_ctr[campaigns] * lift * (1 + (campaigns % 3)), 1.0)
 
     def max_pctr(self, index: Any) -> np.ndarray:
         return np.minimum(index.prior_ctr * 3.25 * 3, 1.0)
 
 
+class Setting:
+    """The taxonomy and 400 generated requests, shared by the examples (a short repr: Hypothesis
+    prints the arguments of a failing example)."""
+
+    def __init__(self, tx: Taxonomy, rows: pa.Table) -> None:
+        self.tx, self.rows = tx, rows
+
+    def __repr__(self) -> str:
+        return f"Setting({self.rows.num_rows} requests)"
+
+
 @pytest.fixture(scope="module")
-def request_rows(tx: Taxonomy, tmp_path_factory: pytest.TempPathFactory) -> pa.Table:
+def setting(tx: Taxonomy, tmp_path_factory: pytest.TempPathFactory) -> Setting:
     path = tmp_path_factory.mktemp("req") / "r.parquet"
-    return pq.read_table(generate_requests(path, 400, taxonomy=tx, seed=5, days=2, end=NOW, progress=False))
+    return Setting(tx, pq.read_table(generate_requests(path, 400, taxonomy=tx, seed=5, days=2, end=NOW,
+                                                       progress=False)))
 
 
 @settings(deadline=None, max_examples=80, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -69,11 +91,12 @@ def request_rows(tx: Taxonomy, tmp_path_factory: pytest.TempPathFactory) -> pa.T
     offset=st.integers(0, 300),
 )
 def test_decide_block_equals_engine_decide(
-    tx: Taxonomy, request_rows: pa.Table, n: int, seed: int, limit: int, floor_cpm: float, ties: int,
+    setting: Setting, n: int, seed: int, limit: int, floor_cpm: float, ties: int,
     warm: bool, read: str, model_kind: str, straddle: bool, block: int, first_words: int, offset: int,
 ) -> None:
     """Every decision, its rank (ties by id), eCPM and pCTR, for random rule sets whose clauses
     span several of the walk's steps, with and without store state, floors and limits."""
+    tx = setting.tx
     dicts = campaign_dicts(n, tx, seed)
     if ties:
         for k, c in enumerate(dicts):
@@ -82,7 +105,7 @@ def test_decide_block_equals_engine_decide(
         for c in dicts[::3]:
             c["targeting"]["any_of"] = [{"gender": "male"}, {"gender": "female"}, {"scene": ["home", "office"]}]
     engine = make_engine_from(dicts, tx, model=_ToyModel() if model_kind == "toy" else None)
-    rows = request_rows.slice(offset, 100)
+    rows = setting.rows.slice(offset, 100)
     if warm:
         warm_store(engine, sorted(set(rows.column("user_id").to_pylist())), seed=seed)
     reqs, errors = parse_requests(rows, tx, now=NOW)
