@@ -297,7 +297,7 @@ def _bit_pairs(words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.repeat(r, count), np.repeat(c, count) * 8 + _BYTE_POS[at]
 
 
-_BYTE_BITS = np.array([bin(v).count("1") for v in range(256)], dtype=np.int64)
+_BYTE_BITS = np.array([v.bit_count() for v in range(256)], dtype=np.int64)
 _BYTE_START = np.concatenate([[0], np.cumsum(_BYTE_BITS)[:-1]])
 _BYTE_POS = np.array([i for v in range(256) for i in range(8) if v >> i & 1], dtype=np.int64)
 
