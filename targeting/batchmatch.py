@@ -157,10 +157,10 @@ def match_range(index: CampaignIndex, tables: ClauseTables, reqs: Requests, clk:
         words &= t
     tags = reqs.tags
     has_tag = tags >= 0
+    tag_cols = np.ascontiguousarray(tags.T)  # one column of tags at a time: contiguous gathers
     for base in index.any_base:
         ored = np.repeat(rows[base + n_tags][None, :], len(reqs), axis=0)
-        if tags.shape[1]:
-            ored |= np.bitwise_or.reduce(rows[np.where(has_tag, base + tags, zero)], axis=1)
+        _or_rows(ored, rows, np.where(tag_cols >= 0, base + tag_cols, zero))
         words &= ored
     nw = tables.neg_words[(tables.neg_words >= w0) & (tables.neg_words < w1)]
     if nw.size:
@@ -176,14 +176,20 @@ def match_range(index: CampaignIndex, tables: ClauseTables, reqs: Requests, clk:
             # a request lacking tag t gets the `all` row of t
             missing = np.where(member[:, used, None], np.uint64(0), neg_rows[index.all_base + used][None, :, :])
             neg |= np.bitwise_or.reduce(missing, axis=1)
-        if tags.shape[1]:
-            neg |= np.bitwise_or.reduce(neg_rows[np.where(has_tag, index.none_base + tags, zero)], axis=1)
+        _or_rows(neg, neg_rows, np.where(tag_cols >= 0, index.none_base + tag_cols, zero))
         words[:, nw - w0] &= ~neg
     if clk is not None:
         uniq, inv = days if days is not None else _day_groups(clk.days)
         lives = np.stack([tables.live(index, tuple(int(d) for d in u))[cols] for u in uniq])
         words &= lives[inv.reshape(-1)]
     return words
+
+
+def _or_rows(out: np.ndarray, rows: np.ndarray, idx: np.ndarray) -> None:
+    """``out[b] |= rows[idx[k, b]]`` for every k (``idx``: [K, B]), a column at a time:
+    twice as fast as one [B, K, W] gather reduced along its middle axis."""
+    for col in idx:
+        np.bitwise_or(out, rows[col], out=out)
 
 
 # ------------------------------------------------------------------ store checks
@@ -430,11 +436,14 @@ def _read_snapshot(
         at, hit = _find(tables.codes, code)
         hit &= label >= 0
         counters[capped[hit]] = tables.values[at[hit]]
-    user = upos[pairs.req]
-    _, seen = _find(tables.seen, user * len(pairs.meta.advertisers) + pairs.meta.advertiser[pairs.camp])
+    rt = pairs.rt
+    user = upos[pairs.req[rt]]
+    seen = np.zeros(pairs.req.size, dtype=bool)
+    seen[rt] = _find(tables.seen, user * len(pairs.meta.advertisers) + pairs.meta.advertiser[pairs.camp[rt]])[1]
+    seen[rt] &= user >= 0
     query, inv = pairs.spend_query()
     state = snap.fetch([query])[0] if query is not None else None
-    return counters, pairs.spent(query, inv, state), snap.events_of(upos), seen & (user >= 0)
+    return counters, pairs.spent(query, inv, state), snap.events_of(upos), seen
 
 
 def _find(sorted_codes: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
