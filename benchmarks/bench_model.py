@@ -6,7 +6,8 @@ Generates campaigns (``targeting.gen``) and a click log from the documented
 ground truth (``targeting.clicklog``), trains (``targeting.model.train``) and
 prints held-out AUC / log-loss of the model next to the truth's on the same
 rows (goal: AUC within 0.01, log-loss within 3%). Then times ``Engine.decide``
-on the same requests with priors and with the loaded model, in the same run.
+on the same requests with priors and with the loaded model, in the same run,
+and batch scoring (``targeting.batch.score``) of ``--batch`` requests with each.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
+from targeting.batch import score
 from targeting.batchrequests import request_from_row
 from targeting.clicklog import generate_log, generate_requests
 from targeting.compiler import compile_campaigns
-from targeting.engine import Engine
+from targeting.engine import Engine, settle_heap
 from targeting.gen import generate_campaigns
 from targeting.model import load_model, train
 from targeting.rules import validate_campaigns
@@ -54,6 +56,7 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--campaigns", type=int, default=300)
     ap.add_argument("--decide", type=int, default=3000)
+    ap.add_argument("--batch", type=int, default=200_000, help="requests to batch-score with each model")
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
     tx = Taxonomy.load(RULES / "taxonomy")
@@ -93,6 +96,7 @@ def main() -> None:
         model = load_model(d / "model", tx)
         prior = Engine(tx, index, store=MemoryStore(), model=PriorModel(), clock=lambda: now)
         learned = Engine(tx, index, store=MemoryStore(), model=model, clock=lambda: now)
+        settle_heap()  # as a long-running process would (targeting serve does)
         lp, lm = latency(prior, raws), latency(learned, raws)
         print(f"\ndecide latency, {args.campaigns} campaigns, {len(raws):,} requests (microseconds)")
         print(f"{'':16}{'p50':>10}{'p99':>10}{'mean':>10}")
@@ -100,6 +104,17 @@ def main() -> None:
             print(f"{name:16}{np.percentile(lat, 50):>10.0f}{np.percentile(lat, 99):>10.0f}{lat.mean():>10.0f}")
         print(f"model / priors: p50 x{np.percentile(lm, 50) / np.percentile(lp, 50):.2f}, "
               f"p99 x{np.percentile(lm, 99) / np.percentile(lp, 99):.2f}")
+
+        if args.batch:
+            generate_requests(d / "batch.parquet", args.batch, taxonomy=tx, seed=args.seed + 2, end=now,
+                              progress=False)
+            print(f"\nbatch scoring, {args.batch:,} requests, one process")
+            rates = {}
+            for name, engine in (("priors", prior), ("learned model", learned)):
+                r = score(engine, d / "batch.parquet", d / f"out-{name[0]}.parquet", progress=False)
+                rates[name] = r["requests"] / r["seconds"]
+                print(f"{name:16}{rates[name]:>12,.0f} requests/s")
+            print(f"model / priors: x{rates['learned model'] / rates['priors']:.2f} throughput")
 
 
 if __name__ == "__main__":
