@@ -28,6 +28,7 @@ import numpy as np
 
 from . import bitset
 from .batchrequests import Clocks, Requests, clocks
+from .bounds import Blocks, block_order, blocks, ecpm_bound
 from .compiler import CampaignIndex
 from .decide import rules_hold
 from .request import DEFAULT_LIMIT
@@ -46,8 +47,8 @@ class ClauseTables:
     ``rows``: uint64[n_rows + 1, n_words], a zero row appended as the target of
     padding; ``neg_words``: the words where ``all``/``none`` rows have bits;
     ``ub_at[w]``: an upper bound of the eCPM of every clause from word ``w``
-    on (``-inf`` past the end). The identity order serves eligibility; the
-    bound order (highest possible eCPM first) lets ranking stop early.
+    on (``-inf`` past the end). The identity order serves eligibility; a
+    model's visit order (:func:`ranking_tables`) lets ranking stop early.
     """
 
     perm: np.ndarray  # int64[n_clauses]
@@ -78,27 +79,30 @@ _TABLES: weakref.WeakKeyDictionary[CampaignIndex, dict[Any, ClauseTables]] = wea
 _TABLES_LOCK = threading.Lock()
 
 
-def clause_tables(index: CampaignIndex, bound: np.ndarray | None = None, key: Any = None) -> ClauseTables:
-    """Tables in index order (``bound`` None) or ordered by ``bound`` (float64[n_campaigns],
-    an upper bound of each campaign's eCPM), cached per index and ``key``."""
+def clause_tables(index: CampaignIndex, order: np.ndarray | None = None, key: Any = None,
+                  bound: np.ndarray | None = None) -> ClauseTables:
+    """Tables in index order (``order`` None) or by ``order`` (float64[n_campaigns], descending;
+    ties by campaign position), cached per index and ``key``. ``bound`` (float64[n_campaigns],
+    an upper bound of each campaign's eCPM; default ``order`` itself) gives ``ub_at``."""
     with _TABLES_LOCK:
         per = _TABLES.setdefault(index, {})
-        hit = per.get(key if bound is not None else None)
+        hit = per.get(key if order is not None else None)
     if hit is not None:
         return hit
     m = index.n_clauses
-    if bound is None:
+    if order is None:
         perm = np.arange(m, dtype=np.int64)
         _IDENTITY[index] = perm
         rows = index.rows
         ub = np.full(m, np.inf)
     else:
         rank = np.empty(index.n_campaigns, dtype=np.int64)
-        rank[np.lexsort((np.arange(index.n_campaigns), -bound))] = np.arange(index.n_campaigns)
+        rank[np.lexsort((np.arange(index.n_campaigns), -order))] = np.arange(index.n_campaigns)
         perm = np.argsort(rank[index.owner], kind="stable").astype(np.int64)
         dense = np.unpackbits(index.rows.view(np.uint8), axis=1, bitorder="little")[:, :m]
         rows = bitset.pack(np.ascontiguousarray(dense[:, perm], dtype=bool)) if m else index.rows
-        ub = bound[index.owner[perm]]
+        ub = (order if bound is None else bound)[index.owner[perm]]
+        ub = np.maximum.accumulate(ub[::-1])[::-1]  # of every position from here on
     rows = np.vstack([rows, np.zeros((1, index.n_words), dtype=np.uint64)])
     neg = rows[index.all_base:-1]
     neg_words = np.flatnonzero(np.bitwise_or.reduce(neg, axis=0)) if neg.size else np.zeros(0, np.int64)
@@ -109,9 +113,9 @@ def clause_tables(index: CampaignIndex, bound: np.ndarray | None = None, key: An
     tables = ClauseTables(perm, index.owner[perm], rows, neg_words, ub_at, {})
     with _TABLES_LOCK:
         per = _TABLES.setdefault(index, {})
-        if bound is not None and len(per) > 8:
+        if order is not None and len(per) > 8:
             per.clear()
-        per[key if bound is not None else None] = tables
+        per[key if order is not None else None] = tables
     return tables
 
 
@@ -301,6 +305,15 @@ def _bit_pairs(words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     # the k-th bit of byte i is _BYTE_POS[_BYTE_START[v[i]] + k]
     at = np.repeat(_BYTE_START[v] - (np.cumsum(count) - count), count) + np.arange(total)
     return np.repeat(r, count), np.repeat(c, count) * 8 + _BYTE_POS[at]
+
+
+def byte_bits(raw: np.ndarray) -> np.ndarray:
+    """int64[]: the set bits of the bytes ``raw`` (uint8[], little-endian bit order), ascending."""
+    c = np.flatnonzero(raw)
+    v = raw[c]
+    count = _BYTE_BITS[v]
+    at = np.repeat(_BYTE_START[v] - (np.cumsum(count) - count), count) + np.arange(int(count.sum()))
+    return cast(np.ndarray, np.repeat(c, count) * 8 + _BYTE_POS[at])
 
 
 _BYTE_BITS = np.array([v.bit_count() for v in range(256)], dtype=np.int64)
@@ -557,41 +570,48 @@ def _kth_best(req: np.ndarray, values: np.ndarray, n_requests: int, k: int) -> n
     return cast(np.ndarray, -np.partition(-grid, k - 1, axis=1)[:, k - 1])
 
 
-def ecpm_bound(index: CampaignIndex, model: ClickModel) -> np.ndarray:
-    """float64[n_campaigns]: no request can give a campaign a higher eCPM than this.
+_BLOCKS: weakref.WeakKeyDictionary[ClauseTables, Blocks] = weakref.WeakKeyDictionary()
 
-    CPM: the bid. CPC: ``bid × 1000 ×`` the model's largest possible pCTR (the
-    prior itself for :class:`PriorModel`, ``model.max_pctr(index)`` when the
-    model has it, else 1). Slightly inflated so rounding never makes it too low."""
-    if isinstance(model, PriorModel):
-        pmax = index.prior_ctr
-    elif hasattr(model, "max_pctr"):
-        pmax = np.asarray(model.max_pctr(index), dtype=np.float64)
-    else:
-        pmax = np.ones(index.n_campaigns)
-    bound = np.where(index.is_cpc, index.bid * np.minimum(pmax, 1.0) * 1000.0, index.bid)
-    return bound * (1 + 1e-9) + 1e-12
+
+def ranking_tables(index: CampaignIndex, model: ClickModel) -> tuple[ClauseTables, Blocks | None]:
+    """The clause tables in ``model``'s visit order and, for a model that splits its logit, their
+    :class:`targeting.bounds.Blocks`; otherwise ordered by the global bound. Cached per index and model."""
+    bound = ecpm_bound(index, model)
+    order = block_order(index, model)
+    tables = clause_tables(index, bound if order is None else order, key=(id(model), model.version),
+                           bound=bound)
+    if order is None:
+        return tables, None
+    with _TABLES_LOCK:
+        hit = _BLOCKS.get(tables)
+    if hit is None:
+        hit = blocks(index, model, tables.owner)
+        with _TABLES_LOCK:
+            _BLOCKS[tables] = hit
+    return tables, hit
 
 
 def decide_block(
     index: CampaignIndex, tx: Taxonomy, model: ClickModel, store: StateStore | None, reqs: Requests,
     *, limit: int = DEFAULT_LIMIT, floor_cpm: float = 0.0, block: int = 4096, first_words: int = 2,
+    first_chunk: int = 32,
 ) -> tuple[Ranked, np.ndarray]:
     """Decide every request of ``reqs``: (decisions, bool[B] degraded).
 
-    Clauses are visited in order of their campaign's eCPM bound
-    (:func:`ecpm_bound`), a few words at a time; a request is finished once its
-    ``limit``-th best eCPM is above the bound of everything not yet visited,
+    Clauses are visited in the model's order (:func:`ranking_tables`), a few
+    words at a time; a request is finished once its ``limit``-th best eCPM is
+    above a bound of everything it has not yet visited (``targeting.bounds``),
     so most requests never touch most campaigns. The answer is exactly the
     exhaustive one (ties included: the stop test is strict). Store checks run
     on the visited candidates only, one ``store.fetch`` per step. The first
-    step covers ``first_words`` words of clauses, each next one twice the last."""
+    step covers ``first_words`` words of clauses, each next one twice the last; with a block
+    layout (``targeting.bounds``), ``first_chunk`` positions of each block."""
     if isinstance(model, PriorModel):
         # every campaign's eCPM is known up front: visit clauses in exactly the rank order
         value = prior_values(index)
         tables = clause_tables(index, value, key="prior")
     else:
-        tables = clause_tables(index, ecpm_bound(index, model), key=(id(model), model.version))
+        tables, layout = ranking_tables(index, model)
     parts: list[Ranked] = []
     degraded = np.zeros(len(reqs), dtype=bool)
     clk_all = clocks(index.zones, reqs.ts)
@@ -602,7 +622,9 @@ def decide_block(
         if isinstance(model, PriorModel):
             r, deg = _decide_in_order(index, store, sub, clk, tables, value, limit, floor_cpm, first_words)
         else:
-            r, deg = _decide_pruned(index, tx, model, store, sub, clk, tables, limit, floor_cpm, first_words)
+            r, deg = (_decide_pruned(index, tx, model, store, sub, clk, tables, limit, floor_cpm, first_words)
+                      if layout is None else
+                      _decide_blocks(index, model, store, sub, clk, tables, layout, limit, floor_cpm, first_chunk))
         degraded[sel] = deg
         r.req = r.req + s
         parts.append(r)
@@ -683,51 +705,160 @@ def _decide_pruned(
     index: CampaignIndex, tx: Taxonomy, model: ClickModel, store: StateStore | None, reqs: Requests,
     clk: Clocks, tables: ClauseTables, limit: int, floor_cpm: float, first_words: int,
 ) -> tuple[Ranked, np.ndarray]:
-    n_req, n = len(reqs), index.n_campaigns
+    """Any other model: each step scores its candidates and pools them; a request is done once
+    its ``limit``-th best pooled eCPM is strictly above the global bound of the positions after
+    the step (``tables.ub_at``).
+
+    The pool keeps only pairs at or above their request's ``limit``-th best eCPM so far (ties
+    included): that value only rises, so a pair below it can never rank."""
+    n_req = len(reqs)
     degraded = np.zeros(n_req, dtype=bool)
-    pool: list[tuple[np.ndarray, ...]] = []
-    pool_key = np.zeros(0, dtype=np.int64)
-    pool_val = np.zeros(0)
+    empty = np.zeros(0, dtype=np.int64)
+    pool: tuple[np.ndarray, ...] = (empty, empty, np.zeros(0), np.zeros(0))  # request, campaign, pCTR, eCPM
+    finished: list[tuple[np.ndarray, ...]] = []  # the pools of requests done
+    last = np.full(n_req, -1, dtype=np.int64)  # the last campaign found (its clauses may straddle two steps)
     active = np.arange(n_req)
-    day_uniq, day_inv = _day_groups(clk.days)
+    days = _day_groups(clk.days)
     state_rows = store.positions(reqs.user_id) if isinstance(store, StateSnapshot) else None
     w, step = 0, first_words
     while active.size and w < index.n_words and tables.ub_at[w] >= floor_cpm:
         w1 = min(index.n_words, w + step)
-        sub = reqs.take(active)
-        sub_clk = Clocks(clk.slots[active], clk.days[active], clk.day_fraction[active])
-        words = match_range(index, tables, sub, sub_clk, w, w1, (day_uniq, day_inv[active]))
-        rb, bit = _bit_pairs(words)
-        clause = tables.perm[w * 64 + bit]
-        if store is not None and rb.size and index.needs_store[clause].any():
-            ok, deg = store_checks(index, sub, rb, clause, store, sub_clk,
-                                   None if state_rows is None else state_rows[active])
-            degraded[active] |= deg
-            rb, clause = rb[ok], clause[ok]
-        camp = index.owner[clause].astype(np.int64)
-        # one pair per campaign: a campaign's clauses are adjacent in the tables' order
-        first = np.ones(rb.size, dtype=bool)
-        first[1:] = (rb[1:] != rb[:-1]) | (camp[1:] != camp[:-1])
-        b_local, camp = rb[first], camp[first]
-        pctr = pair_pctr(model, index, tx, sub, b_local, camp)
+        b, camp = _visit(index, tables, store, reqs, clk, days, state_rows, degraded, active, w * 64, w1 * 64)
+        # a campaign's clauses may straddle two steps: one pair for it
+        keep = camp != last[b]
+        if b.size:
+            ends = np.flatnonzero(np.r_[b[1:] != b[:-1], True])
+            last[b[ends]] = camp[ends]
+        b, camp = b[keep], camp[keep]
+        pctr = pair_pctr(model, index, tx, reqs, b, camp)
         values = ecpm(index, camp, pctr)
-        keep = values >= floor_cpm
-        b = active[b_local[keep]]
-        new_key = b * n + camp[keep]
-        at = np.minimum(np.searchsorted(pool_key, new_key), max(pool_key.size - 1, 0))
-        fresh = (pool_key[at] != new_key) if pool_key.size else np.ones(new_key.size, dtype=bool)
-        # (a campaign's clauses may straddle two steps: keep its first sighting)
-        pool.append((b[fresh], camp[keep][fresh], pctr[keep][fresh]))
-        order = np.argsort(np.concatenate([pool_key, new_key[fresh]]), kind="stable")
-        pool_key = np.concatenate([pool_key, new_key[fresh]])[order]
-        pool_val = np.concatenate([pool_val, values[keep][fresh]])[order]
-        kth = _kth_best(pool_key // n, pool_val, n_req, limit)
-        active = active[~(kth[active] > tables.ub_at[w1])]
+        above = values >= floor_cpm
+        pool, kth = _pool_top(pool, (b[above], camp[above], pctr[above], values[above]), active, limit)
+        going = ~(kth > tables.ub_at[w1])
+        if not going.all():  # the pairs of finished requests leave the pool
+            stays = going[np.searchsorted(active, pool[0])]
+            finished.append(tuple(a[~stays] for a in pool))
+            pool = tuple(a[stays] for a in pool)
+            active = active[going]
         w, step = w1, step * 2
-    if not pool:
-        empty = np.zeros(0, dtype=np.int64)
-        return Ranked(empty, empty.astype(np.int16), empty, np.zeros(0), np.zeros(0)), degraded
-    req, camp, pctr = (np.concatenate([p[i] for p in pool]) for i in range(3))
+    finished.append(pool)
+    req, camp, pctr = (np.concatenate([f[i] for f in finished]) for i in range(3))
     order = np.lexsort((camp, req))
     return rank_pairs(index, n_req, req[order], camp[order], pctr[order], limit=limit,
                       floor_cpm=floor_cpm), degraded
+
+
+def _decide_blocks(
+    index: CampaignIndex, model: Any, store: StateStore | None, reqs: Requests, clk: Clocks,
+    tables: ClauseTables, layout: Blocks, limit: int, floor_cpm: float, first_chunk: int,
+) -> tuple[Ranked, np.ndarray]:
+    """A model that splits its logit: the threshold algorithm over ``layout``'s blocks.
+
+    Each round visits, for every block, the next chunk (``first_chunk`` positions, then twice
+    the last) for the requests that still need that block, scores the candidates and pools them
+    (:func:`_pool_top`). A request leaves a block once the block's bound from its next
+    position (:meth:`Blocks.bounds`, for this request) is below the floor or strictly below
+    the request's ``limit``-th best pooled eCPM; that never reverses (the bound only falls, the
+    ``limit``-th best only rises), and the request is done when it needs no block."""
+    n_req = len(reqs)
+    degraded = np.zeros(n_req, dtype=bool)
+    users = model.user_logits(reqs)
+    scales = layout.scales(users)
+    days = _day_groups(clk.days)
+    state_rows = store.positions(reqs.user_id) if isinstance(store, StateSnapshot) else None
+    lo = layout.start[:-1].copy()
+    size = np.full(layout.n_blocks, first_chunk)
+    need = np.repeat((lo < layout.start[1:])[None, :], n_req, axis=0)
+    empty = np.zeros(0, dtype=np.int64)
+    pool: tuple[np.ndarray, ...] = (empty, empty, np.zeros(0), np.zeros(0))  # request, campaign, pCTR, eCPM
+    finished: list[tuple[np.ndarray, ...]] = []  # the pools of requests done
+    active = np.flatnonzero(need.any(axis=1))
+    while active.size:
+        found = []
+        for j in np.flatnonzero(need[active].any(axis=0)).tolist():
+            rq = active[need[active, j]]
+            hi = layout.chunk_end(j, int(lo[j]), int(size[j]))
+            b, camp = _visit(index, tables, store, reqs, clk, days, state_rows, degraded, rq, int(lo[j]), hi)
+            lo[j], size[j] = hi, size[j] * 2
+            if b.size:
+                pctr = model.predict_user_pairs(users, b, camp, index)
+                values = ecpm(index, camp, pctr)
+                above = values >= floor_cpm
+                found.append((b[above], camp[above], pctr[above], values[above]))
+        new = tuple(np.concatenate([f[i] for f in found]) for i in range(4)) if found else pool[:0]
+        if new:
+            by_req = np.argsort(new[0], kind="stable")
+            new = tuple(a[by_req] for a in new)
+        else:
+            new = (empty, empty, np.zeros(0), np.zeros(0))
+        pool, kth = _pool_top(pool, new, active, limit)
+        bound = layout.bounds(lo, scales[active])
+        need[active] &= (bound >= floor_cpm) & ~(kth[:, None] > bound)
+        going = need[active].any(axis=1)
+        if not going.all():  # the pairs of finished requests leave the pool
+            stays = going[np.searchsorted(active, pool[0])]
+            finished.append(tuple(a[~stays] for a in pool))
+            pool = tuple(a[stays] for a in pool)
+            active = active[going]
+    finished.append(pool)
+    req, camp, pctr = (np.concatenate([f[i] for f in finished]) for i in range(3))
+    order = np.lexsort((camp, req))
+    return rank_pairs(index, n_req, req[order], camp[order], pctr[order], limit=limit,
+                      floor_cpm=floor_cpm), degraded
+
+
+def _visit(
+    index: CampaignIndex, tables: ClauseTables, store: StateStore | None, reqs: Requests, clk: Clocks,
+    days: tuple[np.ndarray, np.ndarray], state_rows: np.ndarray | None, degraded: np.ndarray,
+    rq: np.ndarray, lo: int, hi: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The candidates of requests ``rq`` (block positions, ascending) at positions ``lo..hi`` of
+    ``tables``, store checks passed: (int64[P] request, int64[P] campaign), by request then
+    position, one pair per campaign (a campaign cut at ``lo`` or ``hi`` may come again in the
+    next range). Sets ``degraded`` of the requests whose store checks degraded."""
+    w0, w1 = lo // 64, -(-hi // 64)
+    sub = reqs.take(rq)
+    sub_clk = Clocks(clk.slots[rq], clk.days[rq], clk.day_fraction[rq])
+    words = match_range(index, tables, sub, sub_clk, w0, w1, (days[0], days[1][rq]))
+    if lo % 64:
+        words[:, 0] &= np.uint64(~((1 << (lo % 64)) - 1) & 0xFFFF_FFFF_FFFF_FFFF)
+    if hi % 64:
+        words[:, -1] &= np.uint64((1 << (hi % 64)) - 1)
+    rb, bit = _bit_pairs(words)
+    clause = tables.perm[w0 * 64 + bit]
+    if store is not None and rb.size and index.needs_store[clause].any():
+        ok, deg = store_checks(index, sub, rb, clause, store, sub_clk, None if state_rows is None else state_rows[rq])
+        degraded[rq] |= deg
+        rb, clause = rb[ok], clause[ok]
+    camp = index.owner[clause].astype(np.int64)
+    first = np.ones(rb.size, dtype=bool)  # a campaign's clauses are adjacent in the tables' order
+    first[1:] = (rb[1:] != rb[:-1]) | (camp[1:] != camp[:-1])
+    return rq[rb[first]], camp[first]
+
+
+def _pool_top(
+    pool: tuple[np.ndarray, ...], new: tuple[np.ndarray, ...], active: np.ndarray, limit: int,
+) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+    """Merge ``new`` pairs into ``pool`` (both: request, campaign, pCTR, eCPM; by request;
+    requests of ``active``), keeping each request's pairs at or above its ``limit``-th best
+    eCPM. Returns (the pool, float64[len(active)]: that value per request, ``-inf`` with fewer)."""
+    parts = [p for p in (pool, new) if p[0].size]
+    kth = np.full(active.size, -np.inf)
+    if not parts:
+        return pool, kth
+    rows = [np.searchsorted(active, p[0]) for p in parts]
+    counts = [np.bincount(r, minlength=active.size) for r in rows]
+    width = int(np.sum(counts, axis=0).max())
+    if width >= limit:
+        # one row per request, its pooled and new eCPMs side by side, -inf after them
+        grid = np.full((active.size, width), -np.inf)
+        offset = np.zeros(active.size, dtype=np.int64)
+        for p, r, c in zip(parts, rows, counts):
+            starts = np.cumsum(c) - c
+            grid[r, offset[r] + np.arange(r.size) - starts[r]] = p[3]
+            offset += c
+        kth = -np.partition(-grid, limit - 1, axis=1)[:, limit - 1]
+    kept = [tuple(a[p[3] >= kth[r]] for a in p) for p, r in zip(parts, rows)]
+    merged = tuple(np.concatenate([k[i] for k in kept]) for i in range(4))
+    order = np.argsort(merged[0], kind="stable")
+    return tuple(a[order] for a in merged), kth

@@ -45,7 +45,7 @@ import threading
 import weakref
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -208,10 +208,36 @@ class ClickModel:
             return np.ones(index.n_campaigns)
         return 1.0 / (1.0 + np.exp(-(self.a * z + self.b)))
 
+    # The logit of P(click) splits into a campaign part and a request part:
+    #   a·(bias[k] + campaign[c] + u[k]) + b  =  campaign_logits[c] + a·u[k]   (k: c's category)
+    # where u (user_logit / user_logits) sums the request's feature rows of W. The
+    # rankers bound a request's best remaining eCPM with it (targeting.bounds).
+
+    def campaign_logits(self, index: CampaignIndex) -> np.ndarray:
+        """float64[index.n_campaigns]: each campaign's part of the logit, ``a·(bias + campaign) + b``."""
+        cat = index.category.astype(np.int64)
+        return cast(np.ndarray, self.a * (self.bias[cat] + self.campaign[self.campaign_slots(index)]) + self.b)
+
+    @property
+    def n_categories(self) -> int:
+        return int(self.W.shape[1])
+
+    def user_logit(self, request: Request) -> np.ndarray:
+        """float64[n_categories]: the user part of the logit of one request (``u`` above)."""
+        # one reduction down the rows: the same sequential sum, in the same order, as _user_logits
+        return cast(np.ndarray, np.add.reduce(self.W[self._features_one(request)], axis=0))
+
+    def user_logits(self, reqs: Any) -> np.ndarray:
+        """float64[B, n_categories]: :meth:`user_logit` of every request of a
+        :class:`targeting.batchmatch.Requests` block."""
+        return self._user_logits(self.spec.user_features(reqs.ts, reqs.gender, reqs.age, reqs.scene, reqs.tags))
+
     def predict(self, request: Request, campaigns: np.ndarray, index: CampaignIndex) -> np.ndarray:
         """float64[len(campaigns)]: P(click) of ``request`` for each campaign position."""
-        # one reduction down the rows: the same sequential sum, in the same order, as _user_logits
-        u = np.add.reduce(self.W[self._features_one(request)], axis=0)
+        return self.predict_user(self.user_logit(request), campaigns, index)
+
+    def predict_user(self, u: np.ndarray, campaigns: np.ndarray, index: CampaignIndex) -> np.ndarray:
+        """:meth:`predict` from the request's :meth:`user_logit` ``u``."""
         campaigns = np.asarray(campaigns, dtype=np.int64)
         cat = index.category[campaigns]
         return self._score(u[cat], cat, self.campaign_slots(index)[campaigns])
@@ -234,9 +260,13 @@ class ClickModel:
         for a :class:`targeting.batchmatch.Requests` block; equal to :meth:`predict`."""
         if camp.size == 0:
             return np.zeros(0)
-        feats = self.spec.user_features(reqs.ts, reqs.gender, reqs.age, reqs.scene, reqs.tags)
+        return self.predict_user_pairs(self.user_logits(reqs), req, camp, index)
+
+    def predict_user_pairs(self, users: np.ndarray, req: np.ndarray, camp: np.ndarray,
+                           index: CampaignIndex) -> np.ndarray:
+        """:meth:`predict_pairs` from the block's :meth:`user_logits` ``users``."""
         cat = index.category[camp]
-        return self._score(self._user_logits(feats)[req, cat], cat, self.campaign_slots(index)[camp])
+        return self._score(users[req, cat], cat, self.campaign_slots(index)[camp])
 
     def _user_logits(self, feats: np.ndarray) -> np.ndarray:
         """float64[B, n_categories]: Σ_f W[f, :] over each request's active features (fixed order)."""

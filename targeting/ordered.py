@@ -3,7 +3,7 @@
 :func:`targeting.decide.prepare` matches every clause and scores every
 candidate; at 10k campaigns that is a thousand candidates per request, most of
 which cannot make the answer. Here the clause bits are permuted so that bit 0
-is the clause whose campaign can bid highest (``batchmatch.ecpm_bound``), and
+is the clause of the campaign likely to rank highest (``bounds.visit_order``), and
 each bitset row is one Python ``int``: a whole-index AND is a single
 C loop over a few hundred machine words, with none of numpy's per-call cost.
 
@@ -17,7 +17,8 @@ A request then
    walk over the set bits stops at the ``limit``-th campaign that needs no
    per-user state. With a learned model, candidates are scored a growing block
    at a time (numpy) until the ``limit``-th such campaign's eCPM is strictly
-   above the bound of every position not yet visited.
+   above a bound of every position not yet visited: the request's own bound
+   when the model splits its logit (``targeting.bounds``), else the global one.
 
 The answer is exactly :func:`targeting.decide.prepare`'s (a property test
 compares them): same ranking, ties by campaign id, same contenders for the
@@ -26,6 +27,7 @@ store, same ``eligible``. ``explain`` keeps the exhaustive path.
 
 from __future__ import annotations
 
+import math
 import threading
 from bisect import bisect_left
 from dataclasses import dataclass, field
@@ -33,7 +35,8 @@ from typing import Any
 
 import numpy as np
 
-from .batchmatch import clause_tables, ecpm_bound
+from .batchmatch import byte_bits, ranking_tables
+from .bounds import Blocks, ecpm_bound
 from .compiler import CampaignIndex
 from .decide import Pending, contenders, decision, point_of, run_starts, state_query
 from .matcher import Moment, moment
@@ -43,6 +46,7 @@ from .taxonomy import Taxonomy
 
 CACHE_BYTES = 64 << 20  # per cache of combined rows (tag combinations, live sets)
 FIRST_STEP = 512  # positions in the walk's first block (then x4 per block)
+BLOCK_STEP = 64  # the same per block of a Blocks layout
 
 
 @dataclass(frozen=True, eq=False)
@@ -61,9 +65,11 @@ class OrderedIndex:
     owner: np.ndarray  # int64[m]
     ub: np.ndarray  # float64[m + 1]
     ub_list: list[float]  # the same, for scalar reads
+    blocks: Blocks | None  # a model that splits its logit: the block layout of this order (``targeting.bounds``)
     run_end: np.ndarray  # int64[m]: position after the last clause of this position's campaign
     run_of: list[tuple[int, int]]  # per campaign: (first position, number of clauses)
     exact: bool
+    run_end_list: list[int]
     owner_list: list[int]  # owner, perm, free and several as lists: the prior model's walk reads
     perm_list: list[int]  # them one element at a time, where a list is several times faster than numpy
     free_list: list[bool]
@@ -187,7 +193,7 @@ class OrderedIndex:
 def _bits(chunk: int, width: int) -> np.ndarray:
     """int64[]: the set bits of ``chunk`` (< 2**width), ascending."""
     raw = np.frombuffer(chunk.to_bytes((width + 7) // 8, "little"), dtype=np.uint8)
-    return np.unpackbits(raw, bitorder="little").nonzero()[0]
+    return byte_bits(raw)
 
 
 def _heads(index: CampaignIndex, starts: np.ndarray, value: np.ndarray, pctr: np.ndarray) -> list[dict[str, Any]]:
@@ -228,14 +234,13 @@ def _to_int(bools: np.ndarray) -> int:
 def ordered_index(index: CampaignIndex, model: ClickModel) -> OrderedIndex:
     """The index in ``model``'s bound order. Built by the engine's snapshot, once per
     rule set and model, and held there (not cached here: it refers to the index)."""
-    key = (id(model), model.version)
-    bound = ecpm_bound(index, model)
-    tables = clause_tables(index, bound, key=key)
+    tables, layout = ranking_tables(index, model)
     m = index.n_clauses
     perm = tables.perm
     owner = tables.owner.astype(np.int64)
     rows = [int.from_bytes(r.tobytes(), "little") for r in tables.rows[:-1]]
-    ub = np.append(bound[owner], -np.inf)
+    # the global bound of each position and everything after it
+    ub = np.append(np.maximum.accumulate(ecpm_bound(index, model)[owner][::-1])[::-1], -np.inf)
     starts, counts = _runs(owner, index.n_campaigns)  # each campaign's positions are one run
     run_end = (starts + counts)[owner]
     pos = np.arange(m)
@@ -254,8 +259,8 @@ def ordered_index(index: CampaignIndex, model: ClickModel) -> OrderedIndex:
         exact = False
     free = ~index.needs_user
     out = OrderedIndex(
-        index=index, model=model, rows=rows, perm=perm, owner=owner, ub=ub, ub_list=ub.tolist(),
-        run_end=run_end, run_of=list(zip(starts.tolist(), counts.tolist())), exact=exact,
+        index=index, model=model, rows=rows, perm=perm, owner=owner, ub=ub, ub_list=ub.tolist(), blocks=layout,
+        run_end=run_end, run_end_list=run_end.tolist(), run_of=list(zip(starts.tolist(), counts.tolist())), exact=exact,
         owner_list=owner.tolist(), perm_list=perm.tolist(), free_list=free.tolist(),
         several_list=(counts[owner] > 1).tolist(), free=free,
         heads=_heads(index, starts, value, pctr) if exact else None,
@@ -267,7 +272,7 @@ def ordered_index(index: CampaignIndex, model: ClickModel) -> OrderedIndex:
 
 def prepare(
     o: OrderedIndex, tx: Taxonomy, req: Request, blocked: dict[int, str] | None = None,
-    m: Moment | None = None, first_step: int = FIRST_STEP,
+    m: Moment | None = None, first_step: int | None = None,
 ) -> Pending:
     """:func:`targeting.decide.prepare` for a request without ``explain``, visiting
     only the head of the bound order."""
@@ -290,11 +295,15 @@ def prepare(
     # positions at or past ``stop`` cannot reach the floor
     stop = o.m if floor <= 0 else int(np.searchsorted(o.floor_key, -floor, side="right"))
     if o.exact:
-        needs = _walk_exact(o, pend, x, stop, first_step)
+        needs = _walk_exact(o, pend, x, stop, first_step or FIRST_STEP)
         # the first ``stop`` positions are exactly the ones at or above the floor
         pend.n_candidates = o.count(x if stop == o.m else x & ((1 << stop) - 1))
+    elif o.blocks is not None:
+        needs = _walk_blocks(o, pend, x, first_step or BLOCK_STEP)
+        # with a floor, every campaign that reaches it was visited
+        pend.n_candidates = o.count(x) if floor <= 0 else len(pend.ranked)
     else:
-        needs, lo = _walk_scored(o, pend, x, stop, first_step)
+        needs, lo = _walk_scored(o, pend, x, stop, first_step or FIRST_STEP)
         pend.n_candidates = _candidates(o, req, x, lo, stop, len(pend.ranked))
     state_query(index, pend, needs)
     return pend
@@ -336,7 +345,7 @@ def _walk_exact(o: OrderedIndex, pend: Pending, x: int, stop: int, step: int) ->
 
 
 def _walk_scored(o: OrderedIndex, pend: Pending, x: int, stop: int, step: int) -> tuple[list[int], int]:
-    """A learned model: pCTR depends on the request, so candidates are scored a block of
+    """Any other learned model: pCTR depends on the request, so candidates are scored a block of
     positions at a time (numpy over the block) and ranked at the end; the walk stops once
     the ``limit``-th campaign that needs no state beats every bound not yet visited.
     Returns (contenders that need state, first position not visited)."""
@@ -353,17 +362,74 @@ def _walk_scored(o: OrderedIndex, pend: Pending, x: int, stop: int, step: int) -
         camp = o.owner[pos]
         c = camp[run_starts(camp)]
         q = model.predict(req, c, index)
-        v = ecpm(index, c, q)
-        seen.append((pos, c, q, v))
-        vals = np.concatenate([s[3] for s in seen]) if len(seen) > 1 else v
-        free_vals = vals[o.free[np.concatenate([s[1] for s in seen]) if len(seen) > 1 else c]]
-        free_vals = free_vals[free_vals >= floor]
-        if free_vals.size >= limit:
-            kth = float(-np.partition(-free_vals, limit - 1)[limit - 1])
-            if kth > o.ub_list[lo]:  # strict: a tie with an unvisited campaign may still rank above
-                break
+        seen.append((pos, c, q, ecpm(index, c, q)))
+        kth = _kth_free(o, seen, floor, limit)
+        if kth > o.ub_list[lo]:  # strict: a tie with an unvisited campaign may still rank above
+            break
+    return _rank_seen(o, pend, seen), lo
+
+
+def _walk_blocks(o: OrderedIndex, pend: Pending, x: int, step: int) -> list[int]:
+    """A model that splits its logit: the threshold algorithm over ``o.blocks``. Each round
+    scores the next chunk (``step`` positions, then four times the last) of every block whose
+    bound for this request (:meth:`Blocks.bound_one`) reaches the floor and is not strictly
+    below the ``limit``-th best campaign that needs no state; a block left once is left for
+    good (its bound only falls, that eCPM only rises). With a floor, blocks are walked until
+    their bound falls below it: every campaign that reaches the floor is counted.
+    Returns the contenders that need state."""
+    index, model, req, bl = o.index, o.model, pend.request, o.blocks
+    assert bl is not None
+    floor, limit = req.floor_cpm, req.limit
+    user = model.user_logit(req)  # type: ignore[attr-defined]
+    scales = bl.scales(user).tolist()
+    start, run_end = bl.start.tolist(), o.run_end_list
+    lo, size = start[:-1], [step] * bl.n_blocks
+    live = [(j, scales[k]) for j, k in enumerate(bl.scale_of.tolist()) if start[j] < start[j + 1]]
+    kth = -math.inf
+    seen: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []  # positions, campaigns, pCTR, eCPM
+    while live:
+        mask, going = 0, []
+        for j, scale in live:
+            i, end = lo[j], start[j + 1]
+            if i >= end:
+                continue
+            bound = bl.bound_one(i, scale)
+            if bound < floor or (floor <= 0 and kth > bound):  # strict: a tie may still rank above
+                continue
+            hi = run_end[min(i + size[j], end) - 1]  # never split a campaign's clauses
+            mask |= ((1 << (hi - i)) - 1) << i
+            lo[j], size[j] = hi, size[j] * 4
+            going.append((j, scale))
+        live = going
+        hits = x & mask
+        if not hits:
+            continue
+        pos = _bits(hits, o.m)
+        camp = o.owner[pos]
+        c = camp[run_starts(camp)]  # (a campaign's clauses are adjacent, and in one chunk)
+        q = model.predict_user(user, c, index)  # type: ignore[attr-defined]
+        seen.append((pos, c, q, ecpm(index, c, q)))
+        kth = _kth_free(o, seen, floor, limit)
+    return _rank_seen(o, pend, seen)
+
+
+def _kth_free(o: OrderedIndex, seen: list[tuple[np.ndarray, ...]], floor: float, limit: int) -> float:
+    """The ``limit``-th best eCPM at or above the floor among the ``seen`` campaigns that need
+    no per-user state (``-inf`` with fewer)."""
+    vals = np.concatenate([s[3] for s in seen]) if len(seen) > 1 else seen[0][3]
+    camps = np.concatenate([s[1] for s in seen]) if len(seen) > 1 else seen[0][1]
+    free_vals = vals[o.free[camps]]
+    free_vals = free_vals[free_vals >= floor]
+    if free_vals.size < limit:
+        return -np.inf
+    return float(-np.partition(-free_vals, limit - 1)[limit - 1])
+
+
+def _rank_seen(o: OrderedIndex, pend: Pending, seen: list[tuple[np.ndarray, ...]]) -> list[int]:
+    """Rank the ``seen`` campaigns at or above the floor into ``pend``; returns the contenders that need state."""
     if not seen:
-        return [], lo
+        return []
+    floor, limit = pend.request.floor_cpm, pend.request.limit
     pos, camps, pctr, vals = seen[0] if len(seen) == 1 else (np.concatenate([s[i] for s in seen]) for i in range(4))
     above = vals >= floor
     camps, vals, pctr = camps[above], vals[above], pctr[above]
@@ -371,7 +437,7 @@ def _walk_scored(o: OrderedIndex, pend: Pending, x: int, stop: int, step: int) -
     camps, vals, pctr = camps[order], vals[order], pctr[order]
     pend.clauses = o.perm[pos].tolist()
     pend.ranked, pend.values, pend.pctr = camps.tolist(), vals.tolist(), pctr.tolist()
-    return contenders(index, camps, limit), lo
+    return contenders(o.index, camps, limit)
 
 
 def _candidates(o: OrderedIndex, req: Request, x: int, lo: int, stop: int, seen: int) -> int:

@@ -6,9 +6,11 @@ the answers must be equal: decisions, their order (ties by id), ``eligible``,
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
+import pytest
 import strategies as S
 from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
@@ -73,7 +75,7 @@ def with_extras(raw: list[dict[str, Any]], more: list[dict[str, Any]], equal_bid
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(
     data=st.data(),
-    model_kind=st.sampled_from(["prior", "toy", "unbounded"]),
+    model_kind=st.sampled_from(["prior", "toy", "unbounded", "learned", "learned-wide"]),
     first_step=st.sampled_from([1, 2, 3, 512]),
     equal_bids=st.booleans(),
 )
@@ -86,9 +88,14 @@ def test_fast_path_equals_exhaustive(data: st.DataObject, model_kind: str, first
     except RulesError as e:
         assert all("matches nobody" in p.reason for p in e.problems), e.problems
         reject()
-    model = {"prior": PriorModel(), "toy": ToyModel(), "unbounded": UnboundedModel()}[model_kind]
+    index = compile_campaigns(camps, tx, "t")
+    if model_kind.startswith("learned"):  # per-request bounds (targeting.bounds), tight or loose weights
+        model: Any = S.click_model(tx, list(index.ids), data.draw(st.integers(0, 999)),
+                                   1.5 if model_kind == "learned-wide" else 0.4)
+    else:
+        model = {"prior": PriorModel(), "toy": ToyModel(), "unbounded": UnboundedModel()}[model_kind]
     store = MemoryStore(clock=lambda: NOW)
-    engine = Engine(tx, compile_campaigns(camps, tx, "t"), store=store, model=model, clock=lambda: NOW)
+    engine = Engine(tx, index, store=store, model=model, clock=lambda: NOW)
     raw_req = {**data.draw(S.request()), "limit": data.draw(st.integers(1, 4)),
                "floor_cpm": data.draw(st.sampled_from([0.0, 0.0, 1.0, 2.0, 5.0]))}
     req = parse_request(raw_req, tx, now=NOW)
@@ -128,6 +135,43 @@ def test_engine_decide_uses_the_fast_path_and_explain_agrees() -> None:
         a, b = engine.decide(r), engine.decide({**r, "explain": True})
         assert a["decisions"] == b["decisions"]
         assert a["eligible"] == b["eligible"] == len(b["explain"]["eligible"])
+
+
+@pytest.mark.parametrize(("seed", "spread"), [(1, 0.4), (2, 1.0), (3, 2.0)])
+def test_learned_model_fast_path_equals_exhaustive_at_scale(seed: int, spread: float) -> None:
+    """A learned model over 600 generated campaigns in every category, with limits and floors:
+    the same answers and ``eligible`` as the exhaustive path, while the request's own bound
+    stops the walk early (the requests score a fraction of their candidates)."""
+    from targeting.gen import generate_campaigns
+
+    tx = S.taxonomy()
+    now = time.time()  # generated flights are relative to today
+    index = compile_campaigns(validate_campaigns([("gen.yaml", generate_campaigns(600, tx, seed))], tx), tx, "g")
+    model = S.click_model(tx, list(index.ids), seed, spread)
+    store = MemoryStore(clock=lambda: now)
+    engine = Engine(tx, index, store=store, model=model, clock=lambda: now)
+    o = engine._snap.ordered
+    assert o.blocks is not None
+    rng = np.random.default_rng(seed)
+    provinces = [440000, 310000, 110000, 510000, 330000]
+    scored = candidates = 0
+    for i in range(150):
+        raw: dict[str, Any] = {
+            "user_id": f"u{i}", "ts": now - int(rng.integers(0, 86400)), "gender": ["male", "female"][i % 2],
+            "age": int(rng.integers(16, 60)), "geo": {"province": provinces[i % 5]}, "limit": [1, 3, 10, 30][i % 4],
+            "tags": list(rng.choice(tx.tag_ids, size=int(rng.integers(0, 5)), replace=False)),
+            "floor_cpm": [0.0, 5.0, 40.0][i % 3],
+        }
+        req = parse_request(raw, tx, now=now)
+        m = moment(index.zones, req.ts)
+        slow = prepare(index, tx, req, model, None, m)
+        fast = ordered.prepare(o, tx, req, None, m, first_step=4)  # small steps: stops show
+        assert fast.n_candidates == slow.n_candidates, raw
+        assert finish(index, tx, model, fast, None) == finish(index, tx, model, slow, None), raw
+        if raw["floor_cpm"] == 0 and raw["limit"] <= 3:  # (a floor walks every block down to it)
+            scored += len(fast.ranked)
+            candidates += len(slow.ranked)
+    assert scored < candidates / 2  # the bound is doing its job
 
 
 def test_blocked_bits_follow_the_mirrors_answer() -> None:

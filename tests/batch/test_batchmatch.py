@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from strategies import click_model
 
 from targeting.batchmatch import _bit_pairs, _day_groups, decide_block
 from targeting.batchrequests import parse_requests, request_from_row
@@ -75,7 +76,7 @@ def setting(tx: Taxonomy, tmp_path_factory: pytest.TempPathFactory) -> Setting:
                                                        progress=False)))
 
 
-@settings(deadline=None, max_examples=80, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(deadline=None, max_examples=120, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     n=st.integers(40, 400),  # 1 to 7+ words of clauses: several steps, campaigns straddling them
     seed=st.integers(0, 10_000),
@@ -84,15 +85,17 @@ def setting(tx: Taxonomy, tmp_path_factory: pytest.TempPathFactory) -> Setting:
     ties=st.sampled_from([0, 2, 4]),  # bids drawn from this many values (0: as generated)
     warm=st.booleans(),
     read=st.sampled_from(["snapshot", "fetch"]),
-    model_kind=st.sampled_from(["prior", "prior", "toy"]),
+    model_kind=st.sampled_from(["prior", "prior", "toy", "learned", "learned-wide"]),
     straddle=st.booleans(),
     block=st.sampled_from([13, 2048]),
     first_words=st.sampled_from([1, 2]),
+    first_chunk=st.sampled_from([1, 7, 32]),
     offset=st.integers(0, 300),
 )
 def test_decide_block_equals_engine_decide(
     setting: Setting, n: int, seed: int, limit: int, floor_cpm: float, ties: int,
-    warm: bool, read: str, model_kind: str, straddle: bool, block: int, first_words: int, offset: int,
+    warm: bool, read: str, model_kind: str, straddle: bool, block: int, first_words: int, first_chunk: int,
+    offset: int,
 ) -> None:
     """Every decision, its rank (ties by id), eCPM and pCTR, for random rule sets whose clauses
     span several of the walk's steps, with and without store state, floors and limits."""
@@ -105,6 +108,8 @@ def test_decide_block_equals_engine_decide(
         for c in dicts[::3]:
             c["targeting"]["any_of"] = [{"gender": "male"}, {"gender": "female"}, {"scene": ["home", "office"]}]
     engine = make_engine_from(dicts, tx, model=_ToyModel() if model_kind == "toy" else None)
+    if model_kind.startswith("learned"):  # per-request bounds (targeting.bounds), tight or loose weights
+        engine.swap_model(click_model(tx, list(engine.index.ids), seed, 1.5 if model_kind == "learned-wide" else 0.4))
     rows = setting.rows.slice(offset, 100)
     if warm:
         warm_store(engine, sorted(set(rows.column("user_id").to_pylist())), seed=seed)
@@ -112,7 +117,8 @@ def test_decide_block_equals_engine_decide(
     assert not errors
     store = engine.store.snapshot() if read == "snapshot" else engine.store  # type: ignore[attr-defined]
     ranked, _ = decide_block(engine.index, tx, engine.model, store, reqs, limit=limit,
-                             floor_cpm=floor_cpm, block=block, first_words=first_words)
+                             floor_cpm=floor_cpm, block=block, first_words=first_words,
+                             first_chunk=first_chunk)
     got: dict[int, list[tuple[Any, ...]]] = {}
     for b, r, c, e, p in zip(ranked.req.tolist(), ranked.rank.tolist(), ranked.camp.tolist(),
                              ranked.ecpm.tolist(), ranked.pctr.tolist()):

@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from strategies import click_model
 
 from targeting.batch import score
 from targeting.clicklog import generate_requests
@@ -111,17 +112,8 @@ def test_profiles_fill_missing_attributes_like_decide(tx: Taxonomy, tmp_path: Pa
 
 
 def test_learned_model_identical_to_decide(tx: Taxonomy, requests_file: Path, tmp_path: Path) -> None:
-    from targeting.model import ClickModel, FeatureSpec
-
-    spec = FeatureSpec.of(tx)
-    rng = np.random.default_rng(0)
     engine = make_engine(tx, seed=9)
-    ids = list(engine.index.ids)[::2]  # half the campaigns unknown to the model
-    model = ClickModel(version="t", spec=spec, W=np.vstack([rng.normal(0, 0.5, (spec.n, len(spec.categories))),
-                                                          np.zeros((1, len(spec.categories)))]),
-                       bias=rng.normal(-5, 0.3, len(spec.categories)), campaign=rng.normal(0, 0.3, len(ids)),
-                       campaign_ids=ids, calibration=(0.9, -0.1), meta={})
-    engine.swap_model(model)
+    engine.swap_model(click_model(tx, list(engine.index.ids), seed=0))  # half the campaigns unknown to it
     rows = pq.read_table(requests_file).to_pylist()[:500]
     small = tmp_path / "small.parquet"
     pq.write_table(pq.read_table(requests_file).slice(0, 500), small)

@@ -1,0 +1,158 @@
+"""Upper bounds of eCPM, for the rankers that stop early (``batchmatch``, ``ordered``).
+
+Both rankers visit clauses in a fixed order and finish a request once its
+``limit``-th best eCPM is strictly above a bound of everything it has not
+visited. How early that happens depends on the bound and the order:
+
+* the **global** bound (:func:`ecpm_bound`) holds for every request: the bid for
+  CPM, ``bid × 1000 × max_pctr`` for CPC. The clauses are visited by it,
+  highest first. Exact for the prior model; for a learned model ``max_pctr``
+  puts every feature at its best and every positive tag present, far above
+  what one request can give, and a ranker bounded by it visits nearly
+  everything.
+* **blocks** (:class:`Blocks`), for :class:`targeting.model.ClickModel`: the
+  logit of P(click) splits into a campaign part ``x_c`` and a request part
+  ``a·u[k]`` for the campaign's category ``k``, and ``σ(y) ≤ e^y``, so a CPC
+  campaign's eCPM for a request is at most
+  ``min(1000·bid, exp(log(1000·bid) + x_c + a·u[k]))``. The clauses are laid
+  out in blocks: the CPM campaigns by bid, then per category its CPC
+  campaigns by ``log(1000·bid) + x_c``, each descending. Within a block the
+  request part is one number, so the first unvisited position of a block
+  bounds all the rest of it, for that request, in O(1). A ranker walks each
+  block from its head and leaves it as soon as its bound falls below the
+  request's ``limit``-th best (Fagin's threshold algorithm, one sorted list
+  per block). With CTRs of a few percent ``e^y`` is within a few percent of
+  ``σ(y)``, so a request scores about the campaigns that could make its
+  answer, not the thousand it is eligible for.
+
+Bounds are inflated slightly so that rounding never makes them too low.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+from .compiler import CampaignIndex
+from .scoring import ClickModel, PriorModel
+
+INFLATE = 1 + 1e-9
+NUDGE = 1e-12
+
+
+def ecpm_bound(index: CampaignIndex, model: ClickModel) -> np.ndarray:
+    """float64[n_campaigns]: no request can give a campaign a higher eCPM than this.
+
+    CPM: the bid. CPC: ``bid × 1000 ×`` the model's largest possible pCTR (the
+    prior itself for :class:`PriorModel`, ``model.max_pctr(index)`` when the
+    model has it, else 1)."""
+    if isinstance(model, PriorModel):
+        pmax = index.prior_ctr
+    elif hasattr(model, "max_pctr"):
+        pmax = np.asarray(model.max_pctr(index), dtype=np.float64)
+    else:
+        pmax = np.ones(index.n_campaigns)
+    bound = np.where(index.is_cpc, index.bid * np.minimum(pmax, 1.0) * 1000.0, index.bid)
+    return bound * INFLATE + NUDGE
+
+
+def splits_logit(model: Any) -> bool:
+    """Whether ``model`` splits its logit into campaign and request parts (``targeting.model.ClickModel``)."""
+    return all(hasattr(model, a) for a in ("campaign_logits", "n_categories", "user_logit", "user_logits", "a"))
+
+
+@dataclass(frozen=True, eq=False)
+class Blocks:
+    """The block layout of one index and model (module docstring), over positions ``0..m``.
+
+    Block ``j`` holds positions ``start[j]:start[j + 1]``; ``scale_of[j]`` is the
+    column of :meth:`scales` its request part is read from (the last, always 0,
+    for the CPM block). Position ``m`` is a sentinel that bounds nothing."""
+
+    a: float  # the model's calibration slope: a request's part of the logit is a·u
+    start: np.ndarray  # int64[J + 1]
+    scale_of: np.ndarray  # int64[J]
+    key: np.ndarray  # float64[m + 1]: log(1000·bid) + x_c (CPC) or log(bid) (CPM); descending in a block
+    cap: np.ndarray  # float64[m + 1]: the largest 1000·bid (CPC) or bid (CPM) from here to the block's end
+    run_end: np.ndarray  # int64[m]: the position after the last clause of this position's campaign
+
+    @property
+    def n_blocks(self) -> int:
+        return self.scale_of.size
+
+    def scales(self, users: np.ndarray) -> np.ndarray:
+        """float64[..., K + 1]: the request parts ``a·u`` of user logits ``users`` (float64[..., K]),
+        and a 0 for the CPM block."""
+        pad = np.zeros((*users.shape[:-1], 1))
+        return np.concatenate([self.a * users, pad], axis=-1)
+
+    def bounds(self, at: np.ndarray, scales: np.ndarray) -> np.ndarray:
+        """float64[B, J]: for each request (``scales``: float64[B, K + 1]) and block ``j``, a bound of
+        the eCPM of every position of the block from ``at[j]`` on (``-inf`` when ``at[j]`` is its end)."""
+        at = np.where(at < self.start[1:], at, self.key.size - 1)
+        with np.errstate(over="ignore"):
+            b = np.minimum(self.cap[at], np.exp(self.key[at] + scales[:, self.scale_of]))
+        return b * INFLATE + NUDGE
+
+    def bound_one(self, i: int, scale: float) -> float:
+        """:meth:`bounds` of one position ``i`` (``m`` past a block's end) of a block whose request
+        part is ``scale``, in plain Python (decide's path)."""
+        key, cap = self._lists
+        return min(cap[i], math.exp(min(key[i] + scale, 700.0))) * INFLATE + NUDGE
+
+    @cached_property
+    def _lists(self) -> tuple[list[float], list[float]]:
+        return self.key.tolist(), self.cap.tolist()
+
+    def chunk_end(self, j: int, lo: int, size: int) -> int:
+        """The end of a chunk of block ``j`` from ``lo``: about ``size`` positions, never splitting a campaign."""
+        return int(self.run_end[min(lo + size, int(self.start[j + 1])) - 1])
+
+
+def block_order(index: CampaignIndex, model: Any) -> np.ndarray | None:
+    """float64[n_campaigns]: visit order for ``clause_tables`` (descending) that lays the campaigns
+    out in blocks, or None when ``model`` does not split its logit."""
+    if not splits_logit(model):
+        return None
+    group, key = _group_and_key(index, model)
+    rank = np.empty(index.n_campaigns, dtype=np.float64)
+    rank[np.lexsort((np.arange(index.n_campaigns), -key, group))] = np.arange(index.n_campaigns)
+    return -rank
+
+
+def _group_and_key(index: CampaignIndex, model: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(int64[n]: block of each campaign, 0 CPM then 1 + category; float64[n]: its key)."""
+    cpc = index.is_cpc
+    group = np.where(cpc, 1 + index.category.astype(np.int64), 0)
+    with np.errstate(divide="ignore"):
+        key = np.where(cpc, np.log(1000.0 * index.bid) + model.campaign_logits(index), np.log(index.bid))
+    return group, key
+
+
+def blocks(index: CampaignIndex, model: Any, owner: np.ndarray) -> Blocks:
+    """The :class:`Blocks` of positions whose campaigns are ``owner`` (int[m], laid out by
+    :func:`block_order`)."""
+    owner = owner.astype(np.int64)
+    m = owner.size
+    group, key = _group_and_key(index, model)
+    k = int(model.n_categories)
+    g = group[owner]
+    start = np.searchsorted(g, np.arange(k + 2)).astype(np.int64)
+    cap_c = np.where(index.is_cpc, 1000.0 * index.bid, index.bid)[owner]
+    cap = np.full(m + 1, -np.inf)
+    for j in range(k + 1):  # the largest from each position to the end of its block
+        lo, hi = start[j], start[j + 1]
+        cap[lo:hi] = np.maximum.accumulate(cap_c[lo:hi][::-1])[::-1]
+    run_end = np.empty(m, dtype=np.int64)
+    if m:
+        last = np.r_[owner[1:] != owner[:-1], True]
+        ends = np.flatnonzero(last) + 1
+        run_end = np.repeat(ends, np.diff(np.r_[0, ends]))
+    return Blocks(
+        a=float(model.a), start=start, scale_of=np.r_[k, np.arange(k)].astype(np.int64),
+        key=np.append(key[owner], -np.inf), cap=cap, run_end=run_end,
+    )
