@@ -145,11 +145,26 @@ def match_range(index: CampaignIndex, tables: ClauseTables, reqs: Requests, clk:
     """uint64[B, w1 - w0]: words ``w0..w1`` of :func:`match_block` in ``tables``' clause order.
 
     ``days``: ``np.unique(clk.days, axis=0, return_inverse=True)`` when the caller has it."""
+    return match_words(index, tables, reqs, clk, slice(w0, w1), days)
+
+
+def match_words(index: CampaignIndex, tables: ClauseTables, reqs: Requests, clk: Clocks | None,
+                cols: slice | np.ndarray, days: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """uint64[B, len(cols)]: the words ``cols`` (a range, or word numbers ascending) of
+    :func:`match_block` in ``tables``' clause order."""
     zero = tables.rows.shape[0] - 1
     n_tags = len(index.tag_index)
-    cols = slice(w0, w1)
-    # the few words of this range for every row: later gathers copy only these
-    rows = tables.rows if (w0, w1) == (0, index.n_words) else np.ascontiguousarray(tables.rows[:, cols])
+    # the few words asked for, for every row: later gathers copy only these
+    if isinstance(cols, slice):
+        full = (cols.start, cols.stop) == (0, index.n_words)
+        rows = tables.rows if full else np.ascontiguousarray(tables.rows[:, cols])
+        neg_at = np.flatnonzero((tables.neg_words >= cols.start) & (tables.neg_words < cols.stop))
+        nw = tables.neg_words[neg_at]
+        neg_at = nw - cols.start
+    else:
+        rows = tables.rows[:, cols]
+        neg_at = np.flatnonzero(np.isin(cols, tables.neg_words))
+        nw = cols[neg_at]
     words = rows[index.geo_base + reqs.geo]
     words &= rows[index.gender_base + reqs.gender]
     words &= rows[index.age_base + reqs.age]
@@ -166,7 +181,6 @@ def match_range(index: CampaignIndex, tables: ClauseTables, reqs: Requests, clk:
         ored = np.repeat(rows[base + n_tags][None, :], len(reqs), axis=0)
         _or_rows(ored, rows, np.where(tag_cols >= 0, base + tag_cols, zero))
         words &= ored
-    nw = tables.neg_words[(tables.neg_words >= w0) & (tables.neg_words < w1)]
     if nw.size:
         neg_rows = tables.rows[:, nw]
         neg = np.zeros((len(reqs), nw.size), dtype=np.uint64)
@@ -177,11 +191,12 @@ def match_range(index: CampaignIndex, tables: ClauseTables, reqs: Requests, clk:
             member = np.zeros((len(reqs), n_tags), dtype=bool)
             r, c = np.nonzero(has_tag)
             member[r, tags[r, c]] = True
-            # a request lacking tag t gets the `all` row of t
-            missing = np.where(member[:, used, None], np.uint64(0), neg_rows[index.all_base + used][None, :, :])
-            neg |= np.bitwise_or.reduce(missing, axis=1)
+            # a request lacking tag t gets the `all` row of t (in place, a tag at a time: no [B, T, W] temporary)
+            lacking = ~member[:, used]
+            for k, row in enumerate(neg_rows[index.all_base + used]):
+                np.bitwise_or(neg, row, out=neg, where=lacking[:, k:k + 1])
         _or_rows(neg, neg_rows, np.where(tag_cols >= 0, index.none_base + tag_cols, zero))
-        words[:, nw - w0] &= ~neg
+        words[:, neg_at] &= ~neg
     if clk is not None:
         uniq, inv = days if days is not None else _day_groups(clk.days)
         lives = np.stack([tables.live(index, tuple(int(d) for d in u))[cols] for u in uniq])
@@ -723,7 +738,7 @@ def _decide_pruned(
     w, step = 0, first_words
     while active.size and w < index.n_words and tables.ub_at[w] >= floor_cpm:
         w1 = min(index.n_words, w + step)
-        b, camp = _visit(index, tables, store, reqs, clk, days, state_rows, degraded, active, w * 64, w1 * 64)
+        b, camp = _visit(index, tables, store, reqs, clk, days, state_rows, degraded, active, slice(w, w1))
         # a campaign's clauses may straddle two steps: one pair for it
         keep = camp != last[b]
         if b.size:
@@ -755,8 +770,8 @@ def _decide_blocks(
     """A model that splits its logit: the threshold algorithm over ``layout``'s blocks.
 
     Each round visits, for every block, the next chunk (``first_chunk`` positions, then twice
-    the last) for the requests that still need that block, scores the candidates and pools them
-    (:func:`_pool_top`). A request leaves a block once the block's bound from its next
+    the last) for the requests that still need that block (one match over the chunks' words,
+    masked per request), scores the candidates and pools them (:func:`_pool_top`). A request leaves a block once the block's bound from its next
     position (:meth:`Blocks.bounds`, for this request) is below the floor or strictly below
     the request's ``limit``-th best pooled eCPM; that never reverses (the bound only falls, the
     ``limit``-th best only rises), and the request is done when it needs no block."""
@@ -774,24 +789,23 @@ def _decide_blocks(
     finished: list[tuple[np.ndarray, ...]] = []  # the pools of requests done
     active = np.flatnonzero(need.any(axis=1))
     while active.size:
-        found = []
-        for j in np.flatnonzero(need[active].any(axis=0)).tolist():
-            rq = active[need[active, j]]
+        # one match per round: the next chunk of every block some active request still needs,
+        # each request's words masked to the chunks of its own blocks
+        needs = need[active]
+        chunks = []
+        for j in np.flatnonzero(needs.any(axis=0)).tolist():
             hi = layout.chunk_end(j, int(lo[j]), int(size[j]))
-            b, camp = _visit(index, tables, store, reqs, clk, days, state_rows, degraded, rq, int(lo[j]), hi)
+            chunks.append((j, int(lo[j]), hi))
             lo[j], size[j] = hi, size[j] * 2
-            if b.size:
-                pctr = model.predict_user_pairs(users, b, camp, index)
-                values = ecpm(index, camp, pctr)
-                above = values >= floor_cpm
-                found.append((b[above], camp[above], pctr[above], values[above]))
-        new = tuple(np.concatenate([f[i] for f in found]) for i in range(4)) if found else pool[:0]
-        if new:
-            by_req = np.argsort(new[0], kind="stable")
-            new = tuple(a[by_req] for a in new)
-        else:
-            new = (empty, empty, np.zeros(0), np.zeros(0))
-        pool, kth = _pool_top(pool, new, active, limit)
+        cols = np.unique(np.concatenate([np.arange(c0 // 64, -(-c1 // 64)) for _, c0, c1 in chunks]))
+        mask = np.zeros((active.size, cols.size), dtype=np.uint64)
+        for j, c0, c1 in chunks:
+            mask[needs[:, j]] |= _LOW[np.clip(c1 - 64 * cols, 0, 64)] & ~_LOW[np.clip(c0 - 64 * cols, 0, 64)]
+        b, camp = _visit(index, tables, store, reqs, clk, days, state_rows, degraded, active, cols, mask)
+        pctr = model.predict_user_pairs(users, b, camp, index)
+        values = ecpm(index, camp, pctr)
+        above = values >= floor_cpm
+        pool, kth = _pool_top(pool, (b[above], camp[above], pctr[above], values[above]), active, limit)
         bound = layout.bounds(lo, scales[active])
         need[active] &= (bound >= floor_cpm) & ~(kth[:, None] > bound)
         going = need[active].any(axis=1)
@@ -802,7 +816,7 @@ def _decide_blocks(
             active = active[going]
     finished.append(pool)
     req, camp, pctr = (np.concatenate([f[i] for f in finished]) for i in range(3))
-    order = np.lexsort((camp, req))
+    order = np.argsort(req, kind="stable")
     return rank_pairs(index, n_req, req[order], camp[order], pctr[order], limit=limit,
                       floor_cpm=floor_cpm), degraded
 
@@ -810,22 +824,21 @@ def _decide_blocks(
 def _visit(
     index: CampaignIndex, tables: ClauseTables, store: StateStore | None, reqs: Requests, clk: Clocks,
     days: tuple[np.ndarray, np.ndarray], state_rows: np.ndarray | None, degraded: np.ndarray,
-    rq: np.ndarray, lo: int, hi: int,
+    rq: np.ndarray, cols: slice | np.ndarray, mask: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The candidates of requests ``rq`` (block positions, ascending) at positions ``lo..hi`` of
-    ``tables``, store checks passed: (int64[P] request, int64[P] campaign), by request then
-    position, one pair per campaign (a campaign cut at ``lo`` or ``hi`` may come again in the
-    next range). Sets ``degraded`` of the requests whose store checks degraded."""
-    w0, w1 = lo // 64, -(-hi // 64)
+    """The candidates of requests ``rq`` (block positions, ascending) in the words ``cols`` of
+    ``tables`` (:func:`match_words`), ANDed with ``mask`` (uint64[len(rq), len(cols)]) when
+    given, store checks passed: (int64[P] request, int64[P] campaign), by request then
+    position, one pair per campaign (a campaign cut at the ends may come again in the next
+    words). Sets ``degraded`` of the requests whose store checks degraded."""
     sub = reqs.take(rq)
     sub_clk = Clocks(clk.slots[rq], clk.days[rq], clk.day_fraction[rq])
-    words = match_range(index, tables, sub, sub_clk, w0, w1, (days[0], days[1][rq]))
-    if lo % 64:
-        words[:, 0] &= np.uint64(~((1 << (lo % 64)) - 1) & 0xFFFF_FFFF_FFFF_FFFF)
-    if hi % 64:
-        words[:, -1] &= np.uint64((1 << (hi % 64)) - 1)
+    words = match_words(index, tables, sub, sub_clk, cols, (days[0], days[1][rq]))
+    if mask is not None:
+        words &= mask
     rb, bit = _bit_pairs(words)
-    clause = tables.perm[w0 * 64 + bit]
+    position = cols.start * 64 + bit if isinstance(cols, slice) else cols[bit >> 6] * 64 + (bit & 63)
+    clause = tables.perm[position]
     if store is not None and rb.size and index.needs_store[clause].any():
         ok, deg = store_checks(index, sub, rb, clause, store, sub_clk, None if state_rows is None else state_rows[rq])
         degraded[rq] |= deg
@@ -834,6 +847,9 @@ def _visit(
     first = np.ones(rb.size, dtype=bool)  # a campaign's clauses are adjacent in the tables' order
     first[1:] = (rb[1:] != rb[:-1]) | (camp[1:] != camp[:-1])
     return rq[rb[first]], camp[first]
+
+
+_LOW = np.array([(1 << k) - 1 for k in range(65)], dtype=np.uint64)  # _LOW[k]: the k low bits
 
 
 def _pool_top(
@@ -846,7 +862,9 @@ def _pool_top(
     kth = np.full(active.size, -np.inf)
     if not parts:
         return pool, kth
-    rows = [np.searchsorted(active, p[0]) for p in parts]
+    slot = np.empty(int(active[-1]) + 1, dtype=np.int64)  # request -> its row
+    slot[active] = np.arange(active.size)
+    rows = [slot[p[0]] for p in parts]
     counts = [np.bincount(r, minlength=active.size) for r in rows]
     width = int(np.sum(counts, axis=0).max())
     if width >= limit:
