@@ -2,9 +2,9 @@
 
 :func:`targeting.decide.prepare` matches every clause and scores every
 candidate; at 10k campaigns that is a thousand candidates per request, most of
-which cannot make the answer. Here the clause bits are permuted so that bit 0
-is the clause of the campaign likely to rank highest (``bounds.visit_order``), and
-each bitset row is one Python ``int``: a whole-index AND is a single
+which cannot make the answer. Here the clause bits are permuted into the
+model's visit order (``batchmatch.ranking_tables``: highest eCPM bound first, or
+a learned model's blocks), and each bitset row is one Python ``int``: a whole-index AND is a single
 C loop over a few hundred machine words, with none of numpy's per-call cost.
 
 A request then
@@ -15,10 +15,12 @@ A request then
 3. ranks candidates from bit 0 upwards. With the prior model a position's eCPM
    is known in advance and position order is rank order, so a plain-Python
    walk over the set bits stops at the ``limit``-th campaign that needs no
-   per-user state. With a learned model, candidates are scored a growing block
-   at a time (numpy) until the ``limit``-th such campaign's eCPM is strictly
-   above a bound of every position not yet visited: the request's own bound
-   when the model splits its logit (``targeting.bounds``), else the global one.
+   per-user state. With :class:`targeting.model.ClickModel`, each block of the
+   layout (``targeting.bounds``: CPM campaigns by bid, each category's CPC
+   campaigns by their part of the logit) is walked from its head, a growing
+   chunk at a time, scored in numpy, until the block's bound for this request
+   is strictly below the ``limit``-th such campaign's eCPM. Any other model:
+   one walk in global-bound order, with the same stop test.
 
 The answer is exactly :func:`targeting.decide.prepare`'s (a property test
 compares them): same ranking, ties by campaign id, same contenders for the
