@@ -808,7 +808,7 @@ def _decide_blocks(
         pool, kth = _pool_top(pool, (b[above], camp[above], pctr[above], values[above]), active, limit)
         bound = layout.bounds(lo, scales[active])
         need[active] &= (bound >= floor_cpm) & ~(kth[:, None] > bound)
-        going = need[active].any(axis=1)
+        going = np.any(need[active], axis=1)
         if not going.all():  # the pairs of finished requests leave the pool
             stays = going[np.searchsorted(active, pool[0])]
             finished.append(tuple(a[~stays] for a in pool))

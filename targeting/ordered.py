@@ -49,6 +49,8 @@ from .taxonomy import Taxonomy
 CACHE_BYTES = 64 << 20  # per cache of combined rows (tag combinations, live sets)
 FIRST_STEP = 512  # positions in the walk's first block (then x4 per block)
 BLOCK_STEP = 64  # the same per block of a Blocks layout
+# a walk's scored chunks: (positions, campaigns, pCTR, eCPM) each
+Seen = list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
 
 
 @dataclass(frozen=True, eq=False)
@@ -353,7 +355,7 @@ def _walk_scored(o: OrderedIndex, pend: Pending, x: int, stop: int, step: int) -
     Returns (contenders that need state, first position not visited)."""
     index, model, req = o.index, o.model, pend.request
     floor, limit = req.floor_cpm, req.limit
-    seen: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []  # positions, campaigns, pCTR, eCPM
+    seen: Seen = []
     lo = 0
     while lo < stop:
         hi = int(o.run_end[min(lo + step, stop) - 1])  # never split a campaign's clauses
@@ -388,7 +390,7 @@ def _walk_blocks(o: OrderedIndex, pend: Pending, x: int, step: int) -> list[int]
     lo, size = start[:-1], [step] * bl.n_blocks
     live = [(j, scales[k]) for j, k in enumerate(bl.scale_of.tolist()) if start[j] < start[j + 1]]
     kth = -math.inf
-    seen: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []  # positions, campaigns, pCTR, eCPM
+    seen: Seen = []
     while live:
         mask, going = 0, []
         for j, scale in live:
@@ -415,7 +417,7 @@ def _walk_blocks(o: OrderedIndex, pend: Pending, x: int, step: int) -> list[int]
     return _rank_seen(o, pend, seen)
 
 
-def _kth_free(o: OrderedIndex, seen: list[tuple[np.ndarray, ...]], floor: float, limit: int) -> float:
+def _kth_free(o: OrderedIndex, seen: Seen, floor: float, limit: int) -> float:
     """The ``limit``-th best eCPM at or above the floor among the ``seen`` campaigns that need
     no per-user state (``-inf`` with fewer)."""
     vals = np.concatenate([s[3] for s in seen]) if len(seen) > 1 else seen[0][3]
@@ -427,7 +429,7 @@ def _kth_free(o: OrderedIndex, seen: list[tuple[np.ndarray, ...]], floor: float,
     return float(-np.partition(-free_vals, limit - 1)[limit - 1])
 
 
-def _rank_seen(o: OrderedIndex, pend: Pending, seen: list[tuple[np.ndarray, ...]]) -> list[int]:
+def _rank_seen(o: OrderedIndex, pend: Pending, seen: Seen) -> list[int]:
     """Rank the ``seen`` campaigns at or above the floor into ``pend``; returns the contenders that need state."""
     if not seen:
         return []
