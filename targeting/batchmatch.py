@@ -341,7 +341,9 @@ def store_checks(
     state_rows: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Retargeting, frequency caps and budgets for (request ``pb[k]``, clause ``pj[k]``) pairs
-    sorted by request; clauses that need no state pass. Returns (bool[P] ok, bool[B] degraded).
+    sorted by request, a campaign's clauses adjacent within a request (as in the index's and
+    every ``clause_tables`` order); clauses that need no state pass. Returns (bool[P] ok,
+    bool[B] degraded).
 
     State is read for the keys decide asks for (``targeting.state.cap_key`` /
     ``spend_key``): spend once per distinct campaign and local day; caps and
@@ -363,8 +365,9 @@ def store_checks(
     pcamp = index.owner[pj].astype(np.int64)
     meta = _state_meta(index)
     n = index.n_campaigns
-    ukey, uinv = np.unique(pb * n + pcamp, return_inverse=True)  # (request, campaign) pairs, sorted
-    uinv = uinv.reshape(-1)
+    key = pb * n + pcamp
+    run = np.r_[True, key[1:] != key[:-1]]  # (request, campaign) pairs: equal ones are adjacent
+    ukey, uinv = key[run], np.cumsum(run) - 1
     pairs = _Pairs(ukey // n, ukey % n, index, clk, meta)
     try:
         if isinstance(store, StateSnapshot):
@@ -401,7 +404,7 @@ def store_checks(
 
 
 class _Pairs:
-    """Distinct (request, campaign) pairs that need state, sorted, and what their keys need."""
+    """Distinct (request, campaign) pairs that need state, by request, and what their keys need."""
 
     def __init__(self, req: np.ndarray, camp: np.ndarray, index: CampaignIndex, clk: Clocks, meta: _StateMeta):
         self.req, self.camp, self.meta = req, camp, meta
