@@ -774,10 +774,11 @@ def _decide_blocks(
 
     Each round visits, for every block, the next chunk (``first_chunk`` positions, then twice
     the last) for the requests that still need that block (one match over the chunks' words,
-    masked per request), scores the candidates and pools them (:func:`_pool_top`). A request leaves a block once the block's bound from its next
-    position (:meth:`Blocks.bounds`, for this request) is below the floor or strictly below
-    the request's ``limit``-th best pooled eCPM; that never reverses (the bound only falls, the
-    ``limit``-th best only rises), and the request is done when it needs no block."""
+    masked per request), scores the candidates and pools them (:func:`_pool_top`). A request
+    leaves a block once the block's bound from its next position (:meth:`Blocks.bounds`, for
+    this request) is below the floor or strictly below the request's ``limit``-th best pooled
+    eCPM; that never reverses (the bound only falls, the ``limit``-th best only rises), and
+    the request is done when it needs no block."""
     n_req = len(reqs)
     degraded = np.zeros(n_req, dtype=bool)
     users = model.user_logits(reqs)
