@@ -90,23 +90,27 @@ class StateSnapshot:
 
     def _build(self, index: Any, advertisers: Sequence[str]) -> IndexTables:
         labels: dict[str, int] = {}
-        user, camp, label, value = [], [], [], []
         position = index.position
+        parsed: dict[str, tuple[int, int] | None] = {}  # many users share a key: parse each once
+
+        def parse(key: str) -> tuple[int, int] | None:
+            if not key.startswith(CAP_PREFIX):
+                return None
+            cid, _, window = key[len(CAP_PREFIX):].rpartition(":")
+            c = position.get(cid)
+            return None if c is None else (c, labels.setdefault(window, len(labels)))
+
+        user, pair, value = [], [], []
         for u, mine in enumerate(self.counters):
             for key, v in mine.items():
-                if not key.startswith(CAP_PREFIX):
-                    continue
-                cid, _, window = key[len(CAP_PREFIX):].rpartition(":")
-                c = position.get(cid)
-                if c is None:
-                    continue
-                user.append(u)
-                camp.append(c)
-                label.append(labels.setdefault(window, len(labels)))
-                value.append(v)
+                hit = parsed[key] if key in parsed else parsed.setdefault(key, parse(key))
+                if hit is not None:
+                    user.append(u)
+                    pair.append(hit)
+                    value.append(v)
         n_labels = max(len(labels), 1)
-        codes = (np.asarray(user, dtype=np.int64) * index.n_campaigns + np.asarray(camp, dtype=np.int64)) \
-            * n_labels + np.asarray(label, dtype=np.int64)
+        camp, label = np.asarray(pair, dtype=np.int64).reshape(-1, 2).T
+        codes = (np.asarray(user, dtype=np.int64) * index.n_campaigns + camp) * n_labels + label
         order = np.argsort(codes, kind="stable")
         adv = {a: k for k, a in enumerate(advertisers)}
         seen = {u * len(adv) + a for u, mine in enumerate(self.events) for a in {adv.get(k[0], -1) for k in mine}
