@@ -633,16 +633,19 @@ def decide_block(
     parts: list[Ranked] = []
     degraded = np.zeros(len(reqs), dtype=bool)
     clk_all = clocks(index.zones, reqs.ts)
+    # each request's user in a snapshot's state, looked up for all requests at once
+    state_rows = store.positions(reqs.user_id) if isinstance(store, StateSnapshot) else None
     for s in range(0, len(reqs), block):
         sel = slice(s, s + block)
         sub = reqs.take(sel)
         clk = Clocks(clk_all.slots[sel], clk_all.days[sel], clk_all.day_fraction[sel])
+        rows = None if state_rows is None else state_rows[sel]
         if isinstance(model, PriorModel):
-            r, deg = _decide_in_order(index, store, sub, clk, tables, value, limit, floor_cpm, first_words)
+            r, deg = _decide_in_order(index, store, sub, clk, tables, value, limit, floor_cpm, first_words, rows)
+        elif layout is None:
+            r, deg = _decide_pruned(index, tx, model, store, sub, clk, tables, limit, floor_cpm, first_words, rows)
         else:
-            r, deg = (_decide_pruned(index, tx, model, store, sub, clk, tables, limit, floor_cpm, first_words)
-                      if layout is None else
-                      _decide_blocks(index, model, store, sub, clk, tables, layout, limit, floor_cpm, first_chunk))
+            r, deg = _decide_blocks(index, model, store, sub, clk, tables, layout, limit, floor_cpm, first_chunk, rows)
         degraded[sel] = deg
         r.req = r.req + s
         parts.append(r)
@@ -660,7 +663,7 @@ def prior_values(index: CampaignIndex) -> np.ndarray:
 
 def _decide_in_order(
     index: CampaignIndex, store: StateStore | None, reqs: Requests, clk: Clocks, tables: ClauseTables,
-    value: np.ndarray, limit: int, floor_cpm: float, first_words: int,
+    value: np.ndarray, limit: int, floor_cpm: float, first_words: int, state_rows: np.ndarray | None,
 ) -> tuple[Ranked, np.ndarray]:
     """:func:`_decide_pruned` for a model whose eCPM depends on the campaign only (priors).
 
@@ -676,7 +679,6 @@ def _decide_in_order(
     out: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     active = np.arange(n_req)
     day_uniq, day_inv = _day_groups(clk.days)
-    state_rows = store.positions(reqs.user_id) if isinstance(store, StateSnapshot) else None
     w, step = 0, first_words
     while active.size and w < index.n_words and tables.ub_at[w] >= floor_cpm:
         w1 = min(index.n_words, w + step)
@@ -722,6 +724,7 @@ def _decide_in_order(
 def _decide_pruned(
     index: CampaignIndex, tx: Taxonomy, model: ClickModel, store: StateStore | None, reqs: Requests,
     clk: Clocks, tables: ClauseTables, limit: int, floor_cpm: float, first_words: int,
+    state_rows: np.ndarray | None,
 ) -> tuple[Ranked, np.ndarray]:
     """Any other model: each step scores its candidates and pools them; a request is done once
     its ``limit``-th best pooled eCPM is strictly above the global bound of the positions after
@@ -737,7 +740,6 @@ def _decide_pruned(
     last = np.full(n_req, -1, dtype=np.int64)  # the last campaign found (its clauses may straddle two steps)
     active = np.arange(n_req)
     days = _day_groups(clk.days)
-    state_rows = store.positions(reqs.user_id) if isinstance(store, StateSnapshot) else None
     w, step = 0, first_words
     while active.size and w < index.n_words and tables.ub_at[w] >= floor_cpm:
         w1 = min(index.n_words, w + step)
@@ -769,6 +771,7 @@ def _decide_pruned(
 def _decide_blocks(
     index: CampaignIndex, model: Any, store: StateStore | None, reqs: Requests, clk: Clocks,
     tables: ClauseTables, layout: Blocks, limit: int, floor_cpm: float, first_chunk: int,
+    state_rows: np.ndarray | None,
 ) -> tuple[Ranked, np.ndarray]:
     """A model that splits its logit: the threshold algorithm over ``layout``'s blocks.
 
@@ -784,7 +787,6 @@ def _decide_blocks(
     users = model.user_logits(reqs)
     scales = layout.scales(users)
     days = _day_groups(clk.days)
-    state_rows = store.positions(reqs.user_id) if isinstance(store, StateSnapshot) else None
     lo = layout.start[:-1].copy()
     size = np.full(layout.n_blocks, first_chunk)
     need = np.repeat((lo < layout.start[1:])[None, :], n_req, axis=0)

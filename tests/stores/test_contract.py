@@ -268,3 +268,18 @@ def test_snapshot_optional_ability() -> None:
     assert later.events == [{("acme", "visit"): now}, {}, {}] and later.counters == [{"cap:c1:d": 7.0}, {}, {}]
     with pytest.raises(TypeError):
         snap.add_counters([Counter("u1", "cap:c1:d", 1, DAY)])
+
+
+@pytest.mark.parametrize("n", [3, 20_000])  # dict lookups below ARROW_FROM ids, one Arrow hash join above
+def test_snapshot_positions_of_user_ids(n: int) -> None:
+    import numpy as np
+
+    from targeting.stores.snapshot import ARROW_FROM, StateSnapshot
+
+    users = [f"u{k}" for k in range(0, 4000, 2)]
+    snap = StateSnapshot(users, [{}] * len(users), [{}] * len(users), {}, taken=0.0)
+    ids = np.array([f"u{k % 4001}" for k in range(n)], dtype=object)
+    want = [j // 2 if j % 2 == 0 and j < 4000 else -1 for j in (k % 4001 for k in range(n))]  # u<j> is users[j // 2]
+    assert (n >= ARROW_FROM) == (n == 20_000)
+    assert snap.positions(ids).tolist() == want
+    assert StateSnapshot([], [], [], {}, taken=0.0).positions(ids).tolist() == [-1] * n
