@@ -407,10 +407,9 @@ class _Pairs:
     """Distinct (request, campaign) pairs that need state, by request, and what their keys need."""
 
     def __init__(self, req: np.ndarray, camp: np.ndarray, index: CampaignIndex, clk: Clocks, meta: _StateMeta):
-        self.req, self.camp, self.meta = req, camp, meta
+        self.req, self.camp, self.meta, self.clk = req, camp, meta, clk
         self.zone = index.zone_of[camp]
         self.day = clk.days[req, self.zone]
-        self.hour = (clk.slots[req, self.zone].astype(np.int64) % 48) // 2
         self.capped = np.flatnonzero(meta.cap_per[camp] >= 0)
         self.budgeted = np.flatnonzero(~np.isnan(meta.budget[camp]))
         self.rt = np.flatnonzero(meta.retargeting[camp])
@@ -431,7 +430,10 @@ class _Pairs:
 
     def _windows(self, at: np.ndarray) -> tuple[list[str], np.ndarray]:
         per = self.meta.cap_per[self.camp[at]]
-        hour = np.where(per == WINDOWS.index("hour"), self.hour[at], 0)  # only hourly windows need it
+        hour = np.zeros(at.size, dtype=np.int64)  # only hourly windows need it
+        hourly = np.flatnonzero(per == WINDOWS.index("hour"))
+        slots = self.clk.slots[self.req[at[hourly]], self.zone[at[hourly]]]
+        hour[hourly] = (slots.astype(np.int64) % 48) // 2
         return _bucket_labels(per, self.day[at], hour)
 
     def spend_query(self) -> tuple[StateQuery | None, np.ndarray]:
@@ -467,11 +469,10 @@ def _read_snapshot(
         at, hit = _find(tables.codes, code)
         hit &= label >= 0
         counters[capped[hit]] = tables.values[at[hit]]
-    rt = pairs.rt
-    user = upos[pairs.req[rt]]
+    rt = pairs.rt[upos[pairs.req[pairs.rt]] >= 0]  # only users with state can have events
     seen = np.zeros(pairs.req.size, dtype=bool)
-    seen[rt] = _find(tables.seen, user * len(pairs.meta.advertisers) + pairs.meta.advertiser[pairs.camp[rt]])[1]
-    seen[rt] &= user >= 0
+    code = upos[pairs.req[rt]] * len(pairs.meta.advertisers) + pairs.meta.advertiser[pairs.camp[rt]]
+    seen[rt] = _find(tables.seen, code)[1]
     query, inv = pairs.spend_query()
     state = snap.fetch([query])[0] if query is not None else None
     return counters, pairs.spent(query, inv, state), snap.events_of(upos), seen

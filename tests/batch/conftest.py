@@ -62,13 +62,23 @@ def make_engine_from(dicts: list[dict[str, Any]], tx: Taxonomy, model: Any = Non
     return Engine(tx, index, store=store, model=model, profiles=profiles, clock=lambda: NOW)
 
 
-def warm_store(engine: Engine, users: list[str], seed: int = 1) -> None:
-    """Impressions (caps and spend) and retargeting events for some users."""
+def warm_store(engine: Engine, users: list[str], seed: int = 1, times: dict[str, list[float]] | None = None) -> None:
+    """Impressions (caps and spend) and retargeting events for some users. With ``times`` (each
+    user's request timestamps), half the impressions fall shortly before one of the user's
+    requests, so that hourly and daily cap windows of those requests hold counts."""
     rng = random.Random(seed)
     idx = engine.index
     capped = [c.id for c in idx.campaigns if c.cap_impressions is not None or c.daily_budget is not None]
-    rows = [{"user_id": rng.choice(users), "campaign_id": rng.choice(capped), "ts": NOW - rng.randrange(0, 3600)}
-            for _ in range(3000 if capped else 0)]
+
+    def when(user: str) -> float:
+        if times and times.get(user) and rng.random() < 0.5:
+            return rng.choice(times[user]) - rng.randrange(0, 1200)
+        return NOW - rng.randrange(0, 3600)
+
+    rows = []
+    for _ in range(3000 if capped else 0):
+        u = rng.choice(users)
+        rows.append({"user_id": u, "campaign_id": rng.choice(capped), "ts": when(u)})
     out = engine.record_impressions(rows)
     assert out["accepted"] == len(rows), out["errors"][:3]
     advertisers = sorted({c.advertiser for c in idx.campaigns if c.spec.uses_retargeting})

@@ -112,7 +112,10 @@ def test_decide_block_equals_engine_decide(
         engine.swap_model(click_model(tx, list(engine.index.ids), seed, 1.5 if model_kind == "learned-wide" else 0.4))
     rows = setting.rows.slice(offset, 100)
     if warm:
-        warm_store(engine, sorted(set(rows.column("user_id").to_pylist())), seed=seed)
+        times: dict[str, list[float]] = {}
+        for r in rows.select(["user_id", "ts"]).to_pylist():
+            times.setdefault(r["user_id"], []).append(r["ts"].timestamp())
+        warm_store(engine, sorted(times), seed=seed, times=times)
     reqs, errors = parse_requests(rows, tx, now=NOW)
     assert not errors
     store = engine.store.snapshot() if read == "snapshot" else engine.store  # type: ignore[attr-defined]

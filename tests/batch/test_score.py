@@ -51,7 +51,10 @@ def requests_file(tmp_path_factory: pytest.TempPathFactory, tx: Taxonomy) -> Pat
 def test_identical_to_decide_with_state(tx: Taxonomy, requests_file: Path, tmp_path: Path, read: str) -> None:
     engine = make_engine(tx)
     rows = pq.read_table(requests_file).to_pylist()
-    warm_store(engine, sorted({r["user_id"] for r in rows}))
+    times: dict[str, list[float]] = {}
+    for r in rows:
+        times.setdefault(r["user_id"], []).append(r["ts"].timestamp())
+    warm_store(engine, sorted(times), times=times)
     if read == "fetch":
         engine.store = FetchOnly(engine.store)
     result = score(engine, requests_file, tmp_path / "out.parquet", progress=False)
