@@ -6,12 +6,15 @@ arrays of :class:`targeting.batchrequests.Requests`: eligibility is a gather
 of the index's clause rows for ``B × k`` row numbers reduced along the row
 axis, pCTR is array math, ranking a partition per request.
 
-Clauses are visited by their campaign's eCPM bound, a few words at a time, and
+Clauses are visited in rank order (prior model), in per-category blocks from
+their heads (a learned :class:`targeting.model.ClickModel`, ``targeting.bounds``)
+or by their campaign's eCPM bound (any other model), a few words at a time, and
 a request stops as soon as nothing left can enter its top ``limit``
 (:func:`decide_block`); store-backed checks (retargeting, frequency caps,
-budgets) read the state with one ``store.fetch`` per step and apply the rules
-decide applies (:func:`targeting.decide.rules_hold` for retargeting) to the visited
-candidates only.
+budgets) read the state once per step (array lookups in a
+:class:`~targeting.stores.snapshot.StateSnapshot`, else one ``store.fetch``)
+and apply the rules decide applies (:func:`targeting.decide.rules_hold` for
+retargeting) to the visited candidates only.
 """
 
 from __future__ import annotations
