@@ -230,6 +230,7 @@ class _StateMeta:
     clause_rt: np.ndarray  # bool[m]: the clause has retargeting rules
     clause_rt_any: np.ndarray  # bool[m]: ... and some of them require an event
     clause_rt_keys: tuple[frozenset[tuple[str, str]], ...]  # per clause: the (advertiser, event) its rules name
+    sure: np.ndarray  # bool[n]: no clause of the campaign needs state: it passes every store check
 
 
 WINDOWS = ("hour", "day", "week")
@@ -264,6 +265,7 @@ def _state_meta(index: CampaignIndex) -> _StateMeta:
             clause_rt=np.array([bool(cl.rt_any or cl.rt_none) for cl in clauses], dtype=bool),
             clause_rt_any=np.array([bool(cl.rt_any) for cl in clauses], dtype=bool),
             clause_rt_keys=tuple(_rule_keys(r) for r in index.rt_rules),
+            sure=~np.isin(np.arange(index.n_campaigns), index.owner[index.needs_store]),
         )
         _STATE_META[index] = hit
     return hit
@@ -692,6 +694,7 @@ def _decide_in_order(
         rb, bit = _bit_pairs(words)  # by request, then position: rank order
         clause = tables.perm[w * 64 + bit]
         if store is not None and rb.size and index.needs_store[clause].any():
+            rb, clause = _before_enough_sure(index, rb, clause, limit - found[active], last[active])
             ok, deg = store_checks(index, sub, rb, clause, store, sub_clk,
                                    None if state_rows is None else state_rows[active])
             degraded[active] |= deg
@@ -723,6 +726,24 @@ def _decide_in_order(
     order = np.argsort(req * limit + rank, kind="stable")
     req, camp = req[order], camp[order]
     return Ranked(req, (rank[order] + 1).astype(np.int16), camp, value[camp], index.prior_ctr[camp]), degraded
+
+
+def _before_enough_sure(
+    index: CampaignIndex, rb: np.ndarray, clause: np.ndarray, need: np.ndarray, last: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The (request ``rb``, clause) pairs, in rank order per request, up to each request's
+    ``need[rb]``-th campaign that needs no state (it passes for sure, and everything after it
+    ranks below enough answers): the rest need no store checks. ``last``: each request's last
+    campaign of the previous step (its clauses may go on here)."""
+    camp = index.owner[clause]
+    first = camp != last[rb]  # a campaign's first clause in this step
+    first[1:] &= (rb[1:] != rb[:-1]) | (camp[1:] != camp[:-1])
+    sure = first & _state_meta(index).sure[camp]
+    counted = np.cumsum(sure)
+    start = np.flatnonzero(np.r_[True, rb[1:] != rb[:-1]])
+    base = np.repeat((counted - sure)[start], np.diff(np.r_[start, rb.size]))
+    keep = counted - sure - base < need[rb]  # sure campaigns strictly before this pair
+    return rb[keep], clause[keep]
 
 
 def _decide_pruned(
