@@ -23,7 +23,8 @@ visited. How early that happens depends on the bound and the order:
   request's ``limit``-th best (Fagin's threshold algorithm, one sorted list
   per block). With CTRs of a few percent ``e^y`` is within a few percent of
   ``σ(y)``, so a request scores about the campaigns that could make its
-  answer, not the thousand it is eligible for.
+  answer, not the thousand it is eligible for. (Decide walks an index of
+  fewer than 512 clauses in one chunk instead: ``ordered.ordered_index``.)
 
 Bounds are inflated slightly so that rounding never makes them too low.
 """
