@@ -317,23 +317,23 @@ def _bit_pairs(words: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     (twice as fast as unpacking every bit of the non-zero words)."""
     b8 = np.ascontiguousarray(words).view(np.uint8)  # [B, 8W]; little-endian: byte k holds bits 8k..8k+7
     r, c = np.nonzero(b8)
-    if r.size == 0:
-        return r, c
-    v = b8[r, c]
-    count = _BYTE_BITS[v]
-    total = int(count.sum())
-    # the k-th bit of byte i is _BYTE_POS[_BYTE_START[v[i]] + k]
-    at = np.repeat(_BYTE_START[v] - (np.cumsum(count) - count), count) + np.arange(total)
-    return np.repeat(r, count), np.repeat(c, count) * 8 + _BYTE_POS[at]
+    count, bit = _byte_table_bits(b8[r, c])
+    return np.repeat(r, count), np.repeat(c, count) * 8 + bit
 
 
 def byte_bits(raw: np.ndarray) -> np.ndarray:
     """int64[]: the set bits of the bytes ``raw`` (uint8[], little-endian bit order), ascending."""
     c = np.flatnonzero(raw)
-    v = raw[c]
+    count, bit = _byte_table_bits(raw[c])
+    return cast(np.ndarray, np.repeat(c, count) * 8 + bit)
+
+
+def _byte_table_bits(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(int64[k] set bits of each byte of ``v``, int64[sum] those bits within their byte, in order)."""
     count = _BYTE_BITS[v]
+    # the k-th bit of byte i is _BYTE_POS[_BYTE_START[v[i]] + k]
     at = np.repeat(_BYTE_START[v] - (np.cumsum(count) - count), count) + np.arange(int(count.sum()))
-    return cast(np.ndarray, np.repeat(c, count) * 8 + _BYTE_POS[at])
+    return count, _BYTE_POS[at]
 
 
 _BYTE_BITS = np.array([v.bit_count() for v in range(256)], dtype=np.int64)
@@ -559,6 +559,10 @@ class Ranked:
     pctr: np.ndarray  # float64
 
 
+Pool = tuple[np.ndarray, ...]  # (request, campaign, pCTR, eCPM) pairs, by request
+_EMPTY_POOL: Pool = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0))
+
+
 def rank_pairs(
     index: CampaignIndex, n_requests: int, req: np.ndarray, camp: np.ndarray, pctr: np.ndarray,
     *, limit: int = DEFAULT_LIMIT, floor_cpm: float = 0.0,
@@ -594,25 +598,29 @@ def _kth_best(req: np.ndarray, values: np.ndarray, n_requests: int, k: int) -> n
     return cast(np.ndarray, -np.partition(-grid, k - 1, axis=1)[:, k - 1])
 
 
-_BLOCKS: weakref.WeakKeyDictionary[ClauseTables, Blocks] = weakref.WeakKeyDictionary()
+_RANKING: weakref.WeakKeyDictionary[CampaignIndex, dict[Any, tuple[ClauseTables, Blocks | None]]] = \
+    weakref.WeakKeyDictionary()
 
 
 def ranking_tables(index: CampaignIndex, model: ClickModel) -> tuple[ClauseTables, Blocks | None]:
     """The clause tables in ``model``'s visit order and, for a model that splits its logit, their
-    :class:`targeting.bounds.Blocks`; otherwise ordered by the global bound. Cached per index and model."""
+    :class:`targeting.bounds.Blocks`; otherwise ordered by the global bound. Cached per index and
+    model (the bounds and the order are computed once, not per call)."""
+    key = (id(model), model.version)
+    with _TABLES_LOCK:
+        hit = _RANKING.get(index, {}).get(key)
+    if hit is not None:
+        return hit
     bound = ecpm_bound(index, model)
     order = block_order(index, model)
-    tables = clause_tables(index, bound if order is None else order, key=(id(model), model.version),
-                           bound=bound)
-    if order is None:
-        return tables, None
+    tables = clause_tables(index, bound if order is None else order, key=key, bound=bound)
+    hit = (tables, None if order is None else blocks(index, model, tables.owner))
     with _TABLES_LOCK:
-        hit = _BLOCKS.get(tables)
-    if hit is None:
-        hit = blocks(index, model, tables.owner)
-        with _TABLES_LOCK:
-            _BLOCKS[tables] = hit
-    return tables, hit
+        per = _RANKING.setdefault(index, {})
+        if len(per) > 8:
+            per.clear()
+        per[key] = hit
+    return hit
 
 
 def decide_block(
@@ -759,9 +767,8 @@ def _decide_pruned(
     included): that value only rises, so a pair below it can never rank."""
     n_req = len(reqs)
     degraded = np.zeros(n_req, dtype=bool)
-    empty = np.zeros(0, dtype=np.int64)
-    pool: tuple[np.ndarray, ...] = (empty, empty, np.zeros(0), np.zeros(0))  # request, campaign, pCTR, eCPM
-    finished: list[tuple[np.ndarray, ...]] = []  # the pools of requests done
+    pool = _EMPTY_POOL
+    finished: list[Pool] = []  # the pools of requests done
     last = np.full(n_req, -1, dtype=np.int64)  # the last campaign found (its clauses may straddle two steps)
     active = np.arange(n_req)
     days = _day_groups(clk.days)
@@ -780,17 +787,9 @@ def _decide_pruned(
         above = values >= floor_cpm
         pool, kth = _pool_top(pool, (b[above], camp[above], pctr[above], values[above]), active, limit)
         going = ~(kth > tables.ub_at[w1])
-        if not going.all():  # the pairs of finished requests leave the pool
-            stays = going[np.searchsorted(active, pool[0])]
-            finished.append(tuple(a[~stays] for a in pool))
-            pool = tuple(a[stays] for a in pool)
-            active = active[going]
+        pool, active = _retire(pool, finished, active, going)
         w, step = w1, step * 2
-    finished.append(pool)
-    req, camp, pctr = (np.concatenate([f[i] for f in finished]) for i in range(3))
-    order = np.lexsort((camp, req))
-    return rank_pairs(index, n_req, req[order], camp[order], pctr[order], limit=limit,
-                      floor_cpm=floor_cpm), degraded
+    return _rank_pools(index, n_req, [*finished, pool], limit, floor_cpm), degraded
 
 
 def _decide_blocks(
@@ -815,9 +814,8 @@ def _decide_blocks(
     lo = layout.start[:-1].copy()
     size = np.full(layout.n_blocks, first_chunk)
     need = np.repeat((lo < layout.start[1:])[None, :], n_req, axis=0)
-    empty = np.zeros(0, dtype=np.int64)
-    pool: tuple[np.ndarray, ...] = (empty, empty, np.zeros(0), np.zeros(0))  # request, campaign, pCTR, eCPM
-    finished: list[tuple[np.ndarray, ...]] = []  # the pools of requests done
+    pool = _EMPTY_POOL
+    finished: list[Pool] = []  # the pools of requests done
     active = np.flatnonzero(need.any(axis=1))
     while active.size:
         # one match per round: the next chunk of every block some active request still needs,
@@ -840,16 +838,8 @@ def _decide_blocks(
         bound = layout.bounds(lo, scales[active])
         need[active] &= (bound >= floor_cpm) & ~(kth[:, None] > bound)
         going = np.any(need[active], axis=1)
-        if not going.all():  # the pairs of finished requests leave the pool
-            stays = going[np.searchsorted(active, pool[0])]
-            finished.append(tuple(a[~stays] for a in pool))
-            pool = tuple(a[stays] for a in pool)
-            active = active[going]
-    finished.append(pool)
-    req, camp, pctr = (np.concatenate([f[i] for f in finished]) for i in range(3))
-    order = np.argsort(req, kind="stable")
-    return rank_pairs(index, n_req, req[order], camp[order], pctr[order], limit=limit,
-                      floor_cpm=floor_cpm), degraded
+        pool, active = _retire(pool, finished, active, going)
+    return _rank_pools(index, n_req, [*finished, pool], limit, floor_cpm), degraded
 
 
 def _visit(
@@ -883,9 +873,24 @@ def _visit(
 _LOW = np.array([(1 << k) - 1 for k in range(65)], dtype=np.uint64)  # _LOW[k]: the k low bits
 
 
-def _pool_top(
-    pool: tuple[np.ndarray, ...], new: tuple[np.ndarray, ...], active: np.ndarray, limit: int,
-) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+def _retire(pool: Pool, finished: list[Pool], active: np.ndarray, going: np.ndarray) -> tuple[Pool, np.ndarray]:
+    """Move the pairs of the requests done (``going`` False, over ``active``) from ``pool`` to
+    ``finished``; returns (the pool, the requests still going)."""
+    if going.all():
+        return pool, active
+    stays = going[np.searchsorted(active, pool[0])]
+    finished.append(tuple(a[~stays] for a in pool))
+    return tuple(a[stays] for a in pool), active[going]
+
+
+def _rank_pools(index: CampaignIndex, n_req: int, pools: list[Pool], limit: int, floor_cpm: float) -> Ranked:
+    """:func:`rank_pairs` of every pair of ``pools``."""
+    req, camp, pctr = (np.concatenate([p[i] for p in pools]) for i in range(3))
+    order = np.argsort(req, kind="stable")
+    return rank_pairs(index, n_req, req[order], camp[order], pctr[order], limit=limit, floor_cpm=floor_cpm)
+
+
+def _pool_top(pool: Pool, new: Pool, active: np.ndarray, limit: int) -> tuple[Pool, np.ndarray]:
     """Merge ``new`` pairs into ``pool`` (both: request, campaign, pCTR, eCPM; by request;
     requests of ``active``), keeping each request's pairs at or above its ``limit``-th best
     eCPM. Returns (the pool, float64[len(active)]: that value per request, ``-inf`` with fewer)."""
