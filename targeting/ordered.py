@@ -4,8 +4,9 @@
 candidate; at 10k campaigns that is a thousand candidates per request, most of
 which cannot make the answer. Here the clause bits are permuted into the
 model's visit order (``batchmatch.ranking_tables``: highest eCPM bound first, or
-a learned model's blocks), and each bitset row is one Python ``int``: a whole-index AND is a single
-C loop over a few hundred machine words, with none of numpy's per-call cost.
+a learned model's blocks), and each bitset row is one Python ``int``: a
+whole-index AND is a single C loop over a few hundred machine words, with none
+of numpy's per-call cost.
 
 A request then
 
