@@ -207,6 +207,88 @@ def match_words(index: CampaignIndex, tables: ClauseTables, reqs: Requests, clk:
     return words
 
 
+class PairMatcher:
+    """:func:`match_words` for scattered (request, word) pairs of one block of requests: each
+    request's rows once as offsets into the tables, then per pair just the words asked for.
+
+    :meth:`words` leaves out the ``all`` / ``none`` tag rules; :meth:`tag_checks` applies them
+    to the bits found (one tag bitmask per clause and per request instead of a row per tag)."""
+
+    def __init__(self, index: CampaignIndex, tables: ClauseTables, reqs: Requests, clk: Clocks,
+                 days: tuple[np.ndarray, np.ndarray] | None = None):
+        self.index, self.tables = index, tables
+        n_words = tables.rows.shape[1]
+        zero = tables.rows.shape[0] - 1
+        n_tags = len(index.tag_index)
+        tags = reqs.tags.astype(np.int64)
+        has = tags >= 0
+        cols = [k for k in range(tags.shape[1]) if has[:, k].any()]  # the tag columns some request has
+
+        def rows(*parts: Any) -> np.ndarray:
+            return np.stack([np.asarray(p, dtype=np.int64) for p in parts], axis=1) * n_words
+
+        self._and = rows(index.geo_base + reqs.geo, index.gender_base + reqs.gender,
+                         index.age_base + reqs.age, index.scene_base + reqs.scene)
+        self._time = rows(*(index.time_base[z] + clk.slots[:, z].astype(np.int64) for z in range(len(index.zones))))
+        self._any = [rows(np.full(len(reqs), base + n_tags), *(np.where(has[:, k], base + tags[:, k], zero) for k in cols))
+                     for base in index.any_base]
+        uniq, inv = days if days is not None else _day_groups(clk.days)
+        self._lives = np.stack([tables.live(index, tuple(int(d) for d in u)) for u in uniq]).reshape(-1)
+        self._day = inv.astype(np.int64) * n_words
+        self._have = _request_tag_masks(reqs, n_tags)
+
+    def words(self, pr: np.ndarray, pw: np.ndarray) -> np.ndarray:
+        """uint64[P]: word ``pw[i]`` of :func:`match_words` for request ``pr[i]``, but for the
+        ``all`` / ``none`` tag rules."""
+        flat = self.tables.rows.reshape(-1)
+        at = pw[:, None]
+        words = np.bitwise_and.reduce(flat[self._and[pr] + at], axis=1)
+        words &= np.bitwise_or.reduce(flat[self._time[pr] + at], axis=1)
+        words &= self._lives[self._day[pr] + pw]
+        for rows in self._any:
+            words &= np.bitwise_or.reduce(flat[rows[pr] + at], axis=1)
+        return words
+
+    def tag_checks(self, req: np.ndarray, position: np.ndarray) -> np.ndarray:
+        """bool[P]: whether request ``req[i]`` passes the ``all`` and ``none`` tag rules of the
+        clause at ``position[i]`` of the tables."""
+        need, avoid = _tag_masks(self.index, self.tables)
+        ok = np.ones(req.size, dtype=bool)
+        for k in range(need.shape[1]):
+            got = self._have[req, k]
+            ok &= ((need[position, k] & ~got) | (avoid[position, k] & got)) == 0
+        return ok
+
+
+_TAG_MASKS: weakref.WeakKeyDictionary[ClauseTables, tuple[np.ndarray, np.ndarray]] = weakref.WeakKeyDictionary()
+
+
+def _tag_masks(index: CampaignIndex, tables: ClauseTables) -> tuple[np.ndarray, np.ndarray]:
+    """(uint64[m, L] the tags each position's clause needs all of, uint64[m, L] the tags it
+    must not have), tag ``t`` at bit ``t % 64`` of column ``t // 64``."""
+    hit = _TAG_MASKS.get(tables)
+    if hit is None:
+        n_tags, m = len(index.tag_index), tables.perm.size
+        width = max(1, -(-n_tags // 64))
+        hit = (np.zeros((m, width), dtype=np.uint64), np.zeros((m, width), dtype=np.uint64))
+        for out, base in zip(hit, (index.all_base, index.none_base)):
+            for t in range(n_tags):
+                on = byte_bits(tables.rows[base + t].view(np.uint8))
+                out[on[on < m], t // 64] |= np.uint64(1 << (t % 64))
+        _TAG_MASKS[tables] = hit
+    return hit
+
+
+def _request_tag_masks(reqs: Requests, n_tags: int) -> np.ndarray:
+    """uint64[B, L]: each request's tags as a bitmask (:func:`_tag_masks`' layout)."""
+    width = max(1, -(-n_tags // 64))
+    out = np.zeros((len(reqs), width), dtype=np.uint64)
+    r, c = np.nonzero(reqs.tags >= 0)
+    t = reqs.tags[r, c].astype(np.uint64)
+    np.bitwise_or.at(out, (r, (t // 64).astype(np.int64)), np.left_shift(np.uint64(1), t % np.uint64(64)))
+    return out
+
+
 def _or_rows(out: np.ndarray, rows: np.ndarray, idx: np.ndarray) -> None:
     """``out[b] |= rows[idx[k, b]]`` for every k (``idx``: [K, B]), a column at a time:
     twice as fast as one [B, K, W] gather reduced along its middle axis."""
@@ -578,12 +660,28 @@ def rank_pairs(
     kth = _kth_best(req, values, n_requests, limit)
     top = values >= kth[req]
     req, camp, pctr, values = req[top], camp[top], pctr[top], values[top]
-    order = np.lexsort((camp, -values, req))
+    order = _rank_order(req, values, camp)
     req, camp, pctr, values = req[order], camp[order], pctr[order], values[order]
-    first = np.searchsorted(req, req, side="left")
-    rank = np.arange(req.size) - first + 1
+    starts = np.flatnonzero(np.r_[True, req[1:] != req[:-1]]) if req.size else req
+    rank = np.arange(req.size) - np.repeat(starts, np.diff(np.r_[starts, req.size])) + 1
     top = rank <= limit
     return Ranked(req[top], rank[top].astype(np.int16), camp[top], values[top], pctr[top])
+
+
+def _rank_order(req: np.ndarray, values: np.ndarray, camp: np.ndarray) -> np.ndarray:
+    """int64[P]: the order by request, then value descending, then campaign (one pair per
+    campaign and request), as ``np.lexsort((camp, -values, req))``. One default (unstable)
+    sort on a unique integer key: numpy's stable sorts and lexsort run several times slower."""
+    if req.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    by_value = np.argsort(-values)
+    ordered = values[by_value]
+    level = np.empty(req.size, dtype=np.int64)  # 0 for the highest value, equal values equal
+    level[by_value] = np.cumsum(np.r_[False, ordered[1:] != ordered[:-1]])
+    n_levels, n_camp = int(level.max()) + 1, int(camp.max()) + 1
+    if (int(req.max()) + 1) * n_levels * n_camp >= 2**63:
+        return np.lexsort((camp, -values, req))
+    return cast(np.ndarray, np.argsort((req * n_levels + level) * n_camp + camp))
 
 
 def _kth_best(req: np.ndarray, values: np.ndarray, n_requests: int, k: int) -> np.ndarray:
@@ -731,7 +829,7 @@ def _decide_in_order(
         empty = np.zeros(0, dtype=np.int64)
         return Ranked(empty, empty.astype(np.int16), empty, np.zeros(0), np.zeros(0)), degraded
     req, camp, rank = (np.concatenate([o[i] for o in out]) for i in range(3))
-    order = np.argsort(req * limit + rank, kind="stable")
+    order = np.argsort(req * limit + rank)  # unique keys
     req, camp = req[order], camp[order]
     return Ranked(req, (rank[order] + 1).astype(np.int16), camp, value[camp], index.prior_ctr[camp]), degraded
 
@@ -799,47 +897,93 @@ def _decide_blocks(
 ) -> tuple[Ranked, np.ndarray]:
     """A model that splits its logit: the threshold algorithm over ``layout``'s blocks.
 
-    Each round visits, for every block, the next chunk (``first_chunk`` positions, then twice
-    the last) for the requests that still need that block (one match over the chunks' words,
-    masked per request), scores the candidates and pools them (:func:`_pool_top`). A request
-    leaves a block once the block's bound from its next position (:meth:`Blocks.bounds`, for
-    this request) is below the floor or strictly below the request's ``limit``-th best pooled
-    eCPM; that never reverses (the bound only falls, the ``limit``-th best only rises), and
-    the request is done when it needs no block."""
+    Every request walks every block from its head, at its own pace. A block's bound at the
+    request's next position there (:meth:`Blocks.bounds`) bounds all it has not visited in
+    it; the request needs the block while that bound is at least the floor and not strictly
+    below its ``limit``-th best pooled eCPM (that never reverses: the bound only falls, the
+    ``limit``-th best only rises), and is done when it needs no block.
+
+    Each round gives every request a level, the higher of its ``limit``-th best so far and its
+    highest bound over ``_SPREAD``, and visits, in each needed block whose bound reaches the
+    level, the positions whose bound does (:meth:`Blocks.below`; at most ``first_chunk``,
+    then twice the request's last chunk in that block; at least one campaign). The highest
+    bounds go first, which raises the ``limit``-th best soonest: most requests visit two or
+    three blocks of the thirteen, and once the ``limit``-th best is the level, the round
+    visits all that is left. The words of all the chunks are matched as scattered (request,
+    word) pairs (:class:`PairMatcher`), the candidates scored and pooled (:func:`_pool_top`)."""
     n_req = len(reqs)
     degraded = np.zeros(n_req, dtype=bool)
     users = model.user_logits(reqs)
     scales = layout.scales(users)
-    days = _day_groups(clk.days)
-    lo = layout.start[:-1].copy()
-    size = np.full(layout.n_blocks, first_chunk)
-    need = np.repeat((lo < layout.start[1:])[None, :], n_req, axis=0)
+    pm = PairMatcher(index, tables, reqs, clk)
+    end = layout.start[1:]
+    at = np.repeat(layout.start[None, :-1], n_req, axis=0)  # [B, J]: each request's next position per block
+    size = np.full(at.shape, first_chunk, dtype=np.int64)
+    bound = layout.bounds(at, scales)
+    need = bound >= floor_cpm
+    kth = np.full(n_req, -np.inf)
     pool = _EMPTY_POOL
     finished: list[Pool] = []  # the pools of requests done
     active = np.flatnonzero(need.any(axis=1))
+    need, bound, kth = need[active], bound[active], kth[active]
     while active.size:
-        # one match per round: the next chunk of every block some active request still needs,
-        # each request's words masked to the chunks of its own blocks
-        needs = need[active]
-        chunks = []
-        for j in np.flatnonzero(needs.any(axis=0)).tolist():
-            hi = layout.chunk_end(j, int(lo[j]), int(size[j]))
-            chunks.append((j, int(lo[j]), hi))
-            lo[j], size[j] = hi, size[j] * 2
-        cols = np.unique(np.concatenate([np.arange(c0 // 64, -(-c1 // 64)) for _, c0, c1 in chunks]))
-        mask = np.zeros((active.size, cols.size), dtype=np.uint64)
-        for j, c0, c1 in chunks:
-            mask[needs[:, j]] |= _LOW[np.clip(c1 - 64 * cols, 0, 64)] & ~_LOW[np.clip(c0 - 64 * cols, 0, 64)]
-        b, camp = _visit(index, tables, store, reqs, clk, days, state_rows, degraded, active, cols, mask)
+        top = np.max(np.where(need, bound, -np.inf), axis=1)
+        level = np.maximum(kth, top / _SPREAD)
+        vr, vj = np.nonzero(need & (bound >= level[:, None]))  # by request, then block: positions ascend
+        vq = active[vr]
+        p0 = at[vq, vj]
+        upto = np.minimum(p0 + size[vq, vj], end[vj])
+        scale = scales[vq, layout.scale_of[vj]]
+        short = np.flatnonzero(layout.bound_at(upto, vj, scale) < level[vr])  # the chunk may stop sooner
+        with np.errstate(divide="ignore"):
+            upto[short] = np.maximum(p0[short] + 1, layout.below(vj[short], np.log(level[vr[short]]), scale[short]))
+        p1 = layout.run_end[upto - 1]  # never splitting a campaign
+        at[vq, vj] = p1
+        size[vq, vj] *= 2
+        b, camp = _visit_chunks(index, tables, pm, store, reqs, clk, state_rows, degraded, vq, p0, p1)
         pctr = model.predict_user_pairs(users, b, camp, index)
         values = ecpm(index, camp, pctr)
         above = values >= floor_cpm
         pool, kth = _pool_top(pool, (b[above], camp[above], pctr[above], values[above]), active, limit)
-        bound = layout.bounds(lo, scales[active])
-        need[active] &= (bound >= floor_cpm) & ~(kth[:, None] > bound)
-        going = np.any(need[active], axis=1)
+        bound = layout.bounds(at[active], scales[active])
+        need = (bound >= floor_cpm) & ~(kth[:, None] > bound)
+        going = np.any(need, axis=1)
         pool, active = _retire(pool, finished, active, going)
+        need, bound, kth = need[going], bound[going], kth[going]
     return _rank_pools(index, n_req, [*finished, pool], limit, floor_cpm), degraded
+
+
+_SPREAD = 1.2  # a round goes down to the request's highest bound over this (or its limit-th best)
+
+
+def _visit_chunks(
+    index: CampaignIndex, tables: ClauseTables, pm: PairMatcher, store: StateStore | None, reqs: Requests,
+    clk: Clocks, state_rows: np.ndarray | None, degraded: np.ndarray, req: np.ndarray, p0: np.ndarray, p1: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The candidates of request ``req[i]`` at positions ``p0[i]:p1[i]`` of ``tables`` (the
+    chunks by request, then position; none splits a campaign), store checks passed:
+    (int64[P] request, int64[P] campaign), by request then position, one pair per campaign.
+    Sets ``degraded`` of the requests whose store checks degraded."""
+    w0 = p0 // 64
+    n = (p1 + 63) // 64 - w0  # words per chunk
+    chunk = np.repeat(np.arange(p0.size), n)
+    pw = w0[chunk] + np.arange(chunk.size) - np.repeat(np.cumsum(n) - n, n)
+    bit0 = 64 * pw
+    mask = _LOW[np.clip(p1[chunk] - bit0, 0, 64)] & ~_LOW[np.clip(p0[chunk] - bit0, 0, 64)]
+    pr = req[chunk]
+    words = pm.words(pr, pw) & mask
+    k, bit = _bit_pairs(words[:, None])
+    rb, position = pr[k], pw[k] * 64 + bit
+    ok = pm.tag_checks(rb, position)
+    rb, clause = rb[ok], tables.perm[position[ok]]
+    if store is not None and rb.size and index.needs_store[clause].any():
+        ok, deg = store_checks(index, reqs, rb, clause, store, clk, state_rows)
+        degraded |= deg
+        rb, clause = rb[ok], clause[ok]
+    camp = index.owner[clause].astype(np.int64)
+    first = np.ones(rb.size, dtype=bool)  # a campaign's clauses are adjacent in the tables' order
+    first[1:] = (rb[1:] != rb[:-1]) | (camp[1:] != camp[:-1])
+    return rb[first], camp[first]
 
 
 def _visit(

@@ -43,6 +43,8 @@ from .scoring import ClickModel, PriorModel
 
 INFLATE = 1 + 1e-9
 NUDGE = 1e-12
+_CLIP = 1e4  # |log| of bounds beyond this are all alike to Blocks.below
+_SPAN = 4 * _CLIP  # Blocks.below's offset between blocks
 
 
 def ecpm_bound(index: CampaignIndex, model: ClickModel) -> np.ndarray:
@@ -99,6 +101,14 @@ class Blocks:
             b = np.minimum(self.cap[at], np.exp(self.key[at] + scales[:, self.scale_of]))
         return b * INFLATE + NUDGE
 
+    def bound_at(self, at: np.ndarray, j: np.ndarray, scale: np.ndarray) -> np.ndarray:
+        """float64[V]: :meth:`bounds` of single positions: ``at[i]`` of block ``j[i]`` (its end
+        gives ``-inf``) for a request whose part there is ``scale[i]``."""
+        at = np.where(at < self.start[j + 1], at, self.key.size - 1)
+        with np.errstate(over="ignore"):
+            b = np.minimum(self.cap[at], np.exp(self.key[at] + scale))
+        return b * INFLATE + NUDGE
+
     def bound_one(self, i: int, scale: float) -> float:
         """:meth:`bounds` of one position ``i`` (``m`` past a block's end) of a block whose request
         part is ``scale``, in plain Python (decide's path)."""
@@ -108,6 +118,26 @@ class Blocks:
     @cached_property
     def _lists(self) -> tuple[list[float], list[float]]:
         return self.key.tolist(), self.cap.tolist()
+
+    def below(self, j: np.ndarray, log_t: np.ndarray, scale: np.ndarray) -> np.ndarray:
+        """int64[V]: the first position of block ``j[i]`` where the bound for a request whose part
+        there is ``scale[i]`` falls below ``exp(log_t[i])`` (the block's end when it never does),
+        up to the bounds' inflation: the visits this bounds need not be exact."""
+        by_key, by_cap = self._search
+        off = j * _SPAN
+        a = np.searchsorted(by_key, off - np.clip(log_t - scale, -_CLIP, _CLIP), side="right")
+        b = np.searchsorted(by_cap, off - np.clip(log_t, -_CLIP, _CLIP), side="right")
+        return np.minimum(a, b)
+
+    @cached_property
+    def _search(self) -> tuple[np.ndarray, np.ndarray]:
+        """(float64[m], float64[m]): ``-key`` and ``-log(cap)`` clipped, plus ``_SPAN`` per block:
+        ascending over all positions, so one ``searchsorted`` finds a prefix in any block."""
+        m = self.key.size - 1
+        off = np.repeat(np.arange(self.n_blocks) * _SPAN, np.diff(self.start))
+        with np.errstate(divide="ignore"):
+            log_cap = np.log(self.cap[:m])
+        return off - np.clip(self.key[:m], -_CLIP, _CLIP), off - np.clip(log_cap, -_CLIP, _CLIP)
 
     def chunk_end(self, j: int, lo: int, size: int) -> int:
         """The end of a chunk of block ``j`` from ``lo``: about ``size`` positions, never splitting a campaign."""

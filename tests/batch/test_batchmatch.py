@@ -12,8 +12,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from strategies import click_model
 
-from targeting.batchmatch import _bit_pairs, _day_groups, decide_block
-from targeting.batchrequests import parse_requests, request_from_row
+from targeting.batchmatch import (
+    PairMatcher,
+    _bit_pairs,
+    _day_groups,
+    clause_tables,
+    decide_block,
+    match_words,
+)
+from targeting.batchrequests import clocks, parse_requests, request_from_row
 from targeting.clicklog import generate_requests
 from targeting.taxonomy import Taxonomy
 
@@ -42,6 +49,28 @@ def test_bit_pairs_are_the_set_bits_in_order(rows: int, words: int, density: flo
     r, c = _bit_pairs(packed)
     want_r, want_c = np.nonzero(bits)  # by row, then bit
     assert np.array_equal(r, want_r) and np.array_equal(c, want_c)
+
+@settings(deadline=None, max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(n=st.integers(1, 300), seed=st.integers(0, 10_000), pairs=st.integers(0, 400), ordered=st.booleans())
+def test_pair_matcher_equals_match_words(setting: Setting, n: int, seed: int, pairs: int, ordered: bool) -> None:
+    """Scattered (request, word) pairs: the words, and the tag rules on their bits, give
+    exactly the bits of the dense match, in index order or a ranking order."""
+    engine = make_engine_from(campaign_dicts(n, setting.tx, seed), setting.tx)
+    index = engine.index
+    order = np.random.default_rng(seed).random(index.n_campaigns) if ordered else None
+    tables = clause_tables(index, order, key=("test", seed))
+    reqs, _ = parse_requests(setting.rows, setting.tx, now=NOW)
+    clk = clocks(index.zones, reqs.ts)
+    dense = match_words(index, tables, reqs, clk, slice(0, index.n_words))
+    rng = np.random.default_rng(seed)
+    pr = np.sort(rng.integers(0, len(reqs), pairs))
+    pw = rng.integers(0, index.n_words, pairs)
+    pm = PairMatcher(index, tables, reqs, clk)
+    k, bit = _bit_pairs(pm.words(pr, pw)[:, None])
+    ok = pm.tag_checks(pr[k], pw[k] * 64 + bit)
+    want_k, want_bit = _bit_pairs(dense[pr, pw][:, None])
+    assert np.array_equal(k[ok], want_k) and np.array_equal(bit[ok], want_bit)
+
 
 # ------------------------------------------------------------------ decide_block against Engine.decide
 class _ToyModel:
