@@ -152,9 +152,11 @@ def match_range(index: CampaignIndex, tables: ClauseTables, reqs: Requests, clk:
 
 
 def match_words(index: CampaignIndex, tables: ClauseTables, reqs: Requests, clk: Clocks | None,
-                cols: slice | np.ndarray, days: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+                cols: slice | np.ndarray, days: tuple[np.ndarray, np.ndarray] | None = None,
+                tag_rules: bool = True) -> np.ndarray:
     """uint64[B, len(cols)]: the words ``cols`` (a range, or word numbers ascending) of
-    :func:`match_block` in ``tables``' clause order."""
+    :func:`match_block` in ``tables``' clause order. ``tag_rules`` False leaves out the
+    ``all`` / ``none`` tag rules, for a caller that applies :func:`tag_rules_hold` to the bits."""
     zero = tables.rows.shape[0] - 1
     n_tags = len(index.tag_index)
     # the few words asked for, for every row: later gathers copy only these
@@ -184,7 +186,7 @@ def match_words(index: CampaignIndex, tables: ClauseTables, reqs: Requests, clk:
         ored = np.repeat(rows[base + n_tags][None, :], len(reqs), axis=0)
         _or_rows(ored, rows, np.where(tag_cols >= 0, base + tag_cols, zero))
         words &= ored
-    if nw.size:
+    if nw.size and tag_rules:
         neg_rows = tables.rows[:, nw]
         neg = np.zeros((len(reqs), nw.size), dtype=np.uint64)
         used = index.all_tags_used
@@ -235,7 +237,7 @@ class PairMatcher:
         uniq, inv = days if days is not None else _day_groups(clk.days)
         self._lives = np.stack([tables.live(index, tuple(int(d) for d in u)) for u in uniq]).reshape(-1)
         self._day = inv.astype(np.int64) * n_words
-        self._have = _request_tag_masks(reqs, n_tags)
+        self._have = request_tag_masks(reqs, n_tags)
 
     def words(self, pr: np.ndarray, pw: np.ndarray) -> np.ndarray:
         """uint64[P]: word ``pw[i]`` of :func:`match_words` for request ``pr[i]``, but for the
@@ -252,12 +254,19 @@ class PairMatcher:
     def tag_checks(self, req: np.ndarray, position: np.ndarray) -> np.ndarray:
         """bool[P]: whether request ``req[i]`` passes the ``all`` and ``none`` tag rules of the
         clause at ``position[i]`` of the tables."""
-        need, avoid = _tag_masks(self.index, self.tables)
-        ok = np.ones(req.size, dtype=bool)
-        for k in range(need.shape[1]):
-            got = self._have[req, k]
-            ok &= ((need[position, k] & ~got) | (avoid[position, k] & got)) == 0
-        return ok
+        return tag_rules_hold(self.index, self.tables, self._have[req], position)
+
+
+def tag_rules_hold(index: CampaignIndex, tables: ClauseTables, have: np.ndarray, position: np.ndarray) -> np.ndarray:
+    """bool[P]: whether requests with tags ``have`` (uint64[P, L], :func:`request_tag_masks`)
+    pass the ``all`` and ``none`` tag rules of the clauses at ``position`` (int[P]) of
+    ``tables``: one tag bitmask per clause, not a row per tag."""
+    need, avoid = _tag_masks(index, tables)
+    ok = np.ones(position.size, dtype=bool)
+    for k in range(need.shape[1]):
+        got = have[:, k]
+        ok &= ((need[position, k] & ~got) | (avoid[position, k] & got)) == 0
+    return ok
 
 
 _TAG_MASKS: weakref.WeakKeyDictionary[ClauseTables, tuple[np.ndarray, np.ndarray]] = weakref.WeakKeyDictionary()
@@ -279,8 +288,8 @@ def _tag_masks(index: CampaignIndex, tables: ClauseTables) -> tuple[np.ndarray, 
     return hit
 
 
-def _request_tag_masks(reqs: Requests, n_tags: int) -> np.ndarray:
-    """uint64[B, L]: each request's tags as a bitmask (:func:`_tag_masks`' layout)."""
+def request_tag_masks(reqs: Requests, n_tags: int) -> np.ndarray:
+    """uint64[B, L]: each request's tags as a bitmask, tag ``t`` at bit ``t % 64`` of column ``t // 64``."""
     width = max(1, -(-n_tags // 64))
     out = np.zeros((len(reqs), width), dtype=np.uint64)
     r, c = np.nonzero(reqs.tags >= 0)
@@ -791,13 +800,18 @@ def _decide_in_order(
     out: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     active = np.arange(n_req)
     day_uniq, day_inv = _day_groups(clk.days)
+    tag_checked = tables.neg_words.size > 0
+    have = request_tag_masks(reqs, len(index.tag_index))
     w, step = 0, first_words
     while active.size and w < index.n_words and tables.ub_at[w] >= floor_cpm:
         w1 = min(index.n_words, w + step)
         sub = reqs.take(active)
         sub_clk = Clocks(clk.slots[active], clk.days[active], clk.day_fraction[active])
-        words = match_range(index, tables, sub, sub_clk, w, w1, (day_uniq, day_inv[active]))
+        words = match_words(index, tables, sub, sub_clk, slice(w, w1), (day_uniq, day_inv[active]), tag_rules=False)
         rb, bit = _bit_pairs(words)  # by request, then position: rank order
+        if tag_checked:
+            ok = tag_rules_hold(index, tables, have[active[rb]], w * 64 + bit)
+            rb, bit = rb[ok], bit[ok]
         clause = tables.perm[w * 64 + bit]
         if store is not None and rb.size and index.needs_store[clause].any():
             rb, clause = _before_enough_sure(index, rb, clause, limit - found[active], last[active])
