@@ -375,12 +375,33 @@ def _buckets(per: np.ndarray, day: np.ndarray, hour: np.ndarray) -> np.ndarray:
     return np.array(labels, dtype=object)[inv]
 
 
+def _unique(code: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(code, return_inverse=True)`` of int64 codes; without a sort when they span a
+    range not much wider than their number (a block's window and spend codes: a few days)."""
+    if code.size == 0:
+        return code, np.zeros(0, dtype=np.int64)
+    lo = int(code.min())
+    span = int(code.max()) - lo + 1
+    if span > 8 * code.size + 65_536:
+        uniq, inv = np.unique(code, return_inverse=True)
+        return uniq, inv.reshape(-1)
+    off = code - lo
+    present = np.zeros(span, dtype=bool)
+    present[off] = True
+    at = np.flatnonzero(present)
+    number = np.zeros(span, dtype=np.int64)
+    number[at] = np.arange(at.size)
+    return at + lo, number[off]
+
+
 def _bucket_labels(per: np.ndarray, day: np.ndarray, hour: np.ndarray) -> tuple[list[str], np.ndarray]:
     """(the distinct window labels, int64[k] which one each (window, date, hour) has)."""
-    code = (per.astype(np.int64) * 10_000_000 + day.astype(np.int64)) * 24 + hour
-    uniq, inv = np.unique(code, return_inverse=True)
-    labels = [_bucket(int(u // 24 // 10_000_000), int(u // 24 % 10_000_000), int(u % 24)) for u in uniq.tolist()]
-    return labels, inv.reshape(-1)
+    d0 = int(day.min()) if day.size else 0
+    n_days = int(day.max()) - d0 + 1 if day.size else 1
+    code = (per.astype(np.int64) * n_days + (day.astype(np.int64) - d0)) * 24 + hour
+    uniq, inv = _unique(code)
+    labels = [_bucket(int(u // 24 // n_days), d0 + int(u // 24 % n_days), int(u % 24)) for u in uniq.tolist()]
+    return labels, inv
 
 
 def apply_store_checks(
@@ -535,13 +556,16 @@ class _Pairs:
     def spend_query(self) -> tuple[StateQuery | None, np.ndarray]:
         """(the query of the distinct spend keys (campaign, local day) or None, int64[budgeted] key of each)."""
         b = self.budgeted
-        code, inv = np.unique(self.camp[b] * 10_000_000 + self.day[b], return_inverse=True)
-        if code.size == 0:
-            return None, inv.reshape(-1)
-        camp, day = code // 10_000_000, code % 10_000_000
+        if b.size == 0:
+            return None, b
+        day = self.day[b].astype(np.int64)
+        d0 = int(day.min())
+        n_days = int(day.max()) - d0 + 1
+        code, inv = _unique(self.camp[b] * n_days + (day - d0))
+        camp, day = code // n_days, d0 + code % n_days
         keys = self.meta.spend_prefix[camp] + _buckets(
             np.full(code.size, WINDOWS.index("day")), day, np.zeros(code.size, dtype=np.int64))
-        return StateQuery("", (), (), tuple(keys.tolist())), inv.reshape(-1)
+        return StateQuery("", (), (), tuple(keys.tolist())), inv
 
     def spent(self, query: StateQuery | None, inv: np.ndarray, state: UserState | None) -> np.ndarray:
         out = np.zeros(self.req.size)
