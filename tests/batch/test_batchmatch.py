@@ -16,6 +16,7 @@ from targeting.batchmatch import (
     PairMatcher,
     _bit_pairs,
     _day_groups,
+    _unique,
     clause_tables,
     decide_block,
     match_words,
@@ -40,6 +41,14 @@ def test_day_groups_equal_unique_rows(zones: int) -> None:
     assert len(uniq) == len(want) and len({tuple(r) for r in uniq.tolist()}) == len(uniq)
     assert np.array_equal(want[want_inv.reshape(-1)], uniq[inv])
 
+
+
+@pytest.mark.parametrize(("size", "span"), [(0, 1), (1, 1), (50, 3), (5000, 200), (300, 10**9)])  # last: the sort
+def test_unique_equals_numpy(size: int, span: int) -> None:
+    code = np.random.default_rng(size).integers(-span, span, size) * 7 + 10**12
+    uniq, inv = _unique(code)
+    want, want_inv = np.unique(code, return_inverse=True)
+    assert np.array_equal(uniq, want) and np.array_equal(inv, want_inv.reshape(-1))
 
 
 @pytest.mark.parametrize(("rows", "words", "density"), [(1, 1, 0.0), (5, 3, 0.5), (100, 7, 0.02), (3, 2, 1.0)])
