@@ -102,8 +102,7 @@ def clause_tables(index: CampaignIndex, order: np.ndarray | None = None, key: An
         rank = np.empty(index.n_campaigns, dtype=np.int64)
         rank[np.lexsort((np.arange(index.n_campaigns), -order))] = np.arange(index.n_campaigns)
         perm = np.argsort(rank[index.owner], kind="stable").astype(np.int64)
-        dense = np.unpackbits(index.rows.view(np.uint8), axis=1, bitorder="little")[:, :m]
-        rows = bitset.pack(np.ascontiguousarray(dense[:, perm], dtype=bool)) if m else index.rows
+        rows = _permute_bits(index.rows, perm) if m else index.rows
         ub = (order if bound is None else bound)[index.owner[perm]]
         ub = np.maximum.accumulate(ub[::-1])[::-1]  # of every position from here on
     rows = np.vstack([rows, np.zeros((1, index.n_words), dtype=np.uint64)])
@@ -120,6 +119,15 @@ def clause_tables(index: CampaignIndex, order: np.ndarray | None = None, key: An
             per.clear()
         per[key if order is not None else None] = tables
     return tables
+
+
+def _permute_bits(rows: np.ndarray, perm: np.ndarray) -> np.ndarray:
+    """uint64[R, W]: bit ``i`` of each row is bit ``perm[i]`` of ``rows`` (uint64[R, W]); bits
+    past ``perm`` are 0."""
+    dense = np.unpackbits(rows.view(np.uint8), axis=1, bitorder="little")
+    out = np.zeros_like(dense)
+    out[:, :perm.size] = dense.take(perm, axis=1)
+    return np.packbits(out, axis=1, bitorder="little").view(np.uint64)
 
 
 def _day_groups(days: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
