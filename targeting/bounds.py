@@ -32,6 +32,7 @@ Bounds are inflated slightly so that rounding never makes them too low.
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -115,9 +116,21 @@ class Blocks:
         key, cap = self._lists
         return min(cap[i], math.exp(min(key[i] + scale, 700.0))) * INFLATE + NUDGE
 
+    def below_one(self, i: int, hi: int, log_level: float, scale: float) -> int:
+        """:meth:`below` in plain Python, searching positions ``i..hi`` of one block (decide's path)."""
+        by_key, by_cap = self._neg_lists
+        return min(bisect_right(by_key, scale - log_level, i, hi), bisect_right(by_cap, -log_level, i, hi))
+
     @cached_property
     def _lists(self) -> tuple[list[float], list[float]]:
         return self.key.tolist(), self.cap.tolist()
+
+    @cached_property
+    def _neg_lists(self) -> tuple[list[float], list[float]]:
+        """``-key`` and ``-log(cap)`` as lists: ascending within each block."""
+        m = self.key.size - 1
+        with np.errstate(divide="ignore"):
+            return (-self.key[:m]).tolist(), (-np.log(self.cap[:m])).tolist()
 
     def below(self, j: np.ndarray, log_t: np.ndarray, scale: np.ndarray) -> np.ndarray:
         """int64[V]: the first position of block ``j[i]`` where the bound for a request whose part

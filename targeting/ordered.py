@@ -50,6 +50,7 @@ from .taxonomy import Taxonomy
 CACHE_BYTES = 64 << 20  # per cache of combined rows (tag combinations, live sets)
 FIRST_STEP = 512  # positions in the walk's first block (then x4 per block)
 BLOCK_STEP = 64  # the same per block of a Blocks layout
+SPREAD = 4.0  # a round of the block walk goes down to the request's highest bound over this
 # a walk's scored chunks: (positions, campaigns, pCTR, eCPM) each
 Seen = list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
 
@@ -380,13 +381,15 @@ def _walk_scored(o: OrderedIndex, pend: Pending, x: int, stop: int, step: int) -
 
 
 def _walk_blocks(o: OrderedIndex, pend: Pending, x: int, step: int) -> list[int]:
-    """A model that splits its logit: the threshold algorithm over ``o.blocks``. Each round
-    scores the next chunk (``step`` positions, then four times the last) of every block whose
-    bound for this request (:meth:`Blocks.bound_one`) reaches the floor and is not strictly
-    below the ``limit``-th best campaign that needs no state; a block left once is left for
-    good (its bound only falls, that eCPM only rises). With a floor, blocks are walked until
-    their bound falls below it: every campaign that reaches the floor is counted.
-    Returns the contenders that need state."""
+    """A model that splits its logit: the threshold algorithm over ``o.blocks``, as the batch
+    walk does it (``batchmatch._decide_blocks``). A block is needed while its bound for this
+    request (:meth:`Blocks.bound_one`) reaches the floor and is not strictly below the
+    ``limit``-th best campaign that needs no state (never again once it is: its bound only
+    falls, that eCPM only rises). Each round sets a level, the higher of that eCPM and the
+    highest bound over ``SPREAD``, and scores, in each needed block whose bound reaches it,
+    the positions whose bound does (at most ``step``, then four times the last, per block):
+    the highest bounds first. With a floor every campaign that reaches it is counted, so the
+    level is the floor. Returns the contenders that need state."""
     index, model, req, bl = o.index, o.model, pend.request, o.blocks
     assert bl is not None
     floor, limit = req.floor_cpm, req.limit
@@ -398,18 +401,27 @@ def _walk_blocks(o: OrderedIndex, pend: Pending, x: int, step: int) -> list[int]
     kth = -math.inf
     seen: Seen = []
     while live:
-        mask, going = 0, []
+        needed = []
         for j, scale in live:
+            bound = bl.bound_one(lo[j], scale)
+            if bound >= floor and not (floor <= 0 and kth > bound):  # strict: a tie may still rank above
+                needed.append((bound, j, scale))
+        if not needed:
+            break
+        level = max(kth, max(b for b, _, _ in needed) / SPREAD) if floor <= 0 else floor
+        log_level = math.log(level) if level > 0 else -math.inf
+        mask, live = 0, []
+        for bound, j, scale in needed:
             i, end = lo[j], start[j + 1]
-            bound = bl.bound_one(i, scale)
-            if bound < floor or (floor <= 0 and kth > bound):  # strict: a tie may still rank above
-                continue
-            hi = run_end[min(i + size[j], end) - 1]  # never split a campaign's clauses
-            mask |= ((1 << (hi - i)) - 1) << i
-            lo[j], size[j] = hi, size[j] * 4
-            if hi < end:
-                going.append((j, scale))
-        live = going
+            if bound >= level:
+                hi = min(i + size[j], end)
+                if level > 0:
+                    hi = max(i + 1, bl.below_one(i, hi, log_level, scale))
+                hi = run_end[hi - 1]  # never split a campaign's clauses
+                mask |= ((1 << (hi - i)) - 1) << i
+                lo[j], size[j] = hi, size[j] * 4
+            if lo[j] < end:
+                live.append((j, scale))
         hits = x & mask
         if not hits:
             continue
