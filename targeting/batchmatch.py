@@ -700,7 +700,12 @@ def rank_pairs(
     req, camp, pctr, values = req[keep], camp[keep], pctr[keep], values[keep]
     kth = _kth_best(req, values, n_requests, limit)
     top = values >= kth[req]
-    req, camp, pctr, values = req[top], camp[top], pctr[top], values[top]
+    return _ranked(req[top], camp[top], pctr[top], values[top], limit)
+
+
+def _ranked(req: np.ndarray, camp: np.ndarray, pctr: np.ndarray, values: np.ndarray, limit: int) -> Ranked:
+    """The answers of pairs (any order) cut to each request's ``limit``-th best eCPM and above
+    (ties included): by request, eCPM descending, ties by campaign position, the first ``limit``."""
     order = _rank_order(req, values, camp)
     req, camp, pctr, values = req[order], camp[order], pctr[order], values[order]
     starts = np.flatnonzero(np.r_[True, req[1:] != req[:-1]]) if req.size else req
@@ -956,7 +961,8 @@ def _decide_blocks(
     bounds go first, which raises the ``limit``-th best soonest: most requests visit two or
     three blocks of the thirteen, and once the ``limit``-th best is the level, the round
     visits all that is left. The words of all the chunks are matched as scattered (request,
-    word) pairs (:class:`PairMatcher`), the candidates scored and pooled (:func:`_pool_top`)."""
+    word) pairs (:class:`PairMatcher`), the candidates scored, and each request's ``limit``
+    best eCPMs kept (:func:`_keep_best`) for the stop test."""
     n_req = len(reqs)
     degraded = np.zeros(n_req, dtype=bool)
     users = model.user_logits(reqs)
@@ -968,8 +974,8 @@ def _decide_blocks(
     bound = layout.bounds(at, scales)
     need = bound >= floor_cpm
     kth = np.full(n_req, -np.inf)
-    pool = _EMPTY_POOL
-    finished: list[Pool] = []  # the pools of requests done
+    best = np.full((n_req, limit), -np.inf)  # each request's `limit` best eCPMs so far, in no order
+    found: list[Pool] = []
     active = np.flatnonzero(need.any(axis=1))
     need, bound, kth = need[active], bound[active], kth[active]
     while active.size:
@@ -990,13 +996,35 @@ def _decide_blocks(
         pctr = model.predict_user_pairs(users, b, camp, index)
         values = ecpm(index, camp, pctr)
         above = values >= floor_cpm
-        pool, kth = _pool_top(pool, (b[above], camp[above], pctr[above], values[above]), active, limit)
-        bound = layout.bounds(at[active], scales[active])
+        new = (b[above], camp[above], pctr[above], values[above])
+        found.append(new)
+        kth = _keep_best(best, active, new[0], new[3])
+        bound[vr, vj] = layout.bound_at(p1, vj, scale)  # only the blocks visited moved on
         need = (bound >= floor_cpm) & ~(kth[:, None] > bound)
         going = np.any(need, axis=1)
-        pool, active = _retire(pool, finished, active, going)
-        need, bound, kth = need[going], bound[going], kth[going]
-    return _rank_pools(index, n_req, [*finished, pool], limit, floor_cpm), degraded
+        active, need, bound, kth = active[going], need[going], bound[going], kth[going]
+    req, camp, pctr, values = (np.concatenate([f[i] for f in found]) if found else _EMPTY_POOL[i] for i in range(4))
+    top = values >= best.min(axis=1)[req]
+    return _ranked(req[top], camp[top], pctr[top], values[top], limit), degraded
+
+
+def _keep_best(best: np.ndarray, active: np.ndarray, req: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Merge ``values`` (of requests ``req``, by request; all in ``active``) into ``best``
+    (float64[B, limit], each request's best values in no order, ``-inf`` for none); returns
+    float64[len(active)]: the ``limit``-th best of each active request (``-inf`` with fewer)."""
+    limit = best.shape[1]
+    rows = best[active]
+    if req.size:
+        slot = np.empty(int(active[-1]) + 1, dtype=np.int64)  # request -> its row
+        slot[active] = np.arange(active.size)
+        r = slot[req]
+        count = np.bincount(r, minlength=active.size)
+        grid = np.full((active.size, limit + int(count.max())), np.inf)  # negated: partition takes the smallest
+        grid[:, :limit] = -rows
+        grid[r, limit + np.arange(r.size) - (np.cumsum(count) - count)[r]] = -values
+        rows = -np.partition(grid, limit - 1, axis=1)[:, :limit]
+        best[active] = rows
+    return cast(np.ndarray, rows.min(axis=1))
 
 
 _SPREAD = 1.2  # a round goes down to the request's highest bound over this (or its limit-th best)
