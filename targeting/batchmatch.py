@@ -160,24 +160,20 @@ def match_range(index: CampaignIndex, tables: ClauseTables, reqs: Requests, clk:
 
 
 def match_words(index: CampaignIndex, tables: ClauseTables, reqs: Requests, clk: Clocks | None,
-                cols: slice | np.ndarray, days: tuple[np.ndarray, np.ndarray] | None = None,
+                cols: slice, days: tuple[np.ndarray, np.ndarray] | None = None,
                 tag_rules: bool = True) -> np.ndarray:
-    """uint64[B, len(cols)]: the words ``cols`` (a range, or word numbers ascending) of
-    :func:`match_block` in ``tables``' clause order. ``tag_rules`` False leaves out the
-    ``all`` / ``none`` tag rules, for a caller that applies :func:`tag_rules_hold` to the bits."""
+    """uint64[B, len(cols)]: the words ``cols`` (a range) of :func:`match_block` in ``tables``'
+    clause order. ``tag_rules`` False leaves out the ``all`` / ``none`` tag rules, for a
+    caller that applies :func:`tag_rules_hold` to the bits (:class:`PairMatcher` matches
+    scattered words)."""
     zero = tables.rows.shape[0] - 1
     n_tags = len(index.tag_index)
     # the few words asked for, for every row: later gathers copy only these
-    if isinstance(cols, slice):
-        full = (cols.start, cols.stop) == (0, index.n_words)
-        rows = tables.rows if full else np.ascontiguousarray(tables.rows[:, cols])
-        neg_at = np.flatnonzero((tables.neg_words >= cols.start) & (tables.neg_words < cols.stop))
-        nw = tables.neg_words[neg_at]
-        neg_at = nw - cols.start
-    else:
-        rows = tables.rows[:, cols]
-        neg_at = np.flatnonzero(np.isin(cols, tables.neg_words))
-        nw = cols[neg_at]
+    full = (cols.start, cols.stop) == (0, index.n_words)
+    rows = tables.rows if full else np.ascontiguousarray(tables.rows[:, cols])
+    neg_at = np.flatnonzero((tables.neg_words >= cols.start) & (tables.neg_words < cols.stop))
+    nw = tables.neg_words[neg_at]
+    neg_at = nw - cols.start
     words = rows[index.geo_base + reqs.geo]
     words &= rows[index.gender_base + reqs.gender]
     words &= rows[index.age_base + reqs.age]
@@ -224,8 +220,7 @@ class PairMatcher:
     :meth:`words` leaves out the ``all`` / ``none`` tag rules; :meth:`tag_checks` applies them
     to the bits found (one tag bitmask per clause and per request instead of a row per tag)."""
 
-    def __init__(self, index: CampaignIndex, tables: ClauseTables, reqs: Requests, clk: Clocks,
-                 days: tuple[np.ndarray, np.ndarray] | None = None):
+    def __init__(self, index: CampaignIndex, tables: ClauseTables, reqs: Requests, clk: Clocks):
         self.index, self.tables = index, tables
         n_words = tables.rows.shape[1]
         zero = tables.rows.shape[0] - 1
@@ -242,7 +237,7 @@ class PairMatcher:
         self._time = rows(*(index.time_base[z] + clk.slots[:, z].astype(np.int64) for z in range(len(index.zones))))
         self._any = [rows(np.full(len(reqs), base + n_tags), *(np.where(has[:, k], base + tags[:, k], zero) for k in cols))
                      for base in index.any_base]
-        uniq, inv = days if days is not None else _day_groups(clk.days)
+        uniq, inv = _day_groups(clk.days)
         self._lives = np.stack([tables.live(index, tuple(int(d) for d in u)) for u in uniq]).reshape(-1)
         self._day = inv.astype(np.int64) * n_words
         self._have = request_tag_masks(reqs, n_tags)
@@ -1063,21 +1058,18 @@ def _visit_chunks(
 def _visit(
     index: CampaignIndex, tables: ClauseTables, store: StateStore | None, reqs: Requests, clk: Clocks,
     days: tuple[np.ndarray, np.ndarray], state_rows: np.ndarray | None, degraded: np.ndarray,
-    rq: np.ndarray, cols: slice | np.ndarray, mask: np.ndarray | None = None,
+    rq: np.ndarray, cols: slice,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The candidates of requests ``rq`` (block positions, ascending) in the words ``cols`` of
-    ``tables`` (:func:`match_words`), ANDed with ``mask`` (uint64[len(rq), len(cols)]) when
-    given, store checks passed: (int64[P] request, int64[P] campaign), by request then
-    position, one pair per campaign (a campaign cut at the ends may come again in the next
-    words). Sets ``degraded`` of the requests whose store checks degraded."""
+    ``tables`` (:func:`match_words`), store checks passed: (int64[P] request, int64[P]
+    campaign), by request then position, one pair per campaign (a campaign cut at the ends
+    may come again in the next words). Sets ``degraded`` of the requests whose store checks
+    degraded."""
     sub = reqs.take(rq)
     sub_clk = Clocks(clk.slots[rq], clk.days[rq], clk.day_fraction[rq])
     words = match_words(index, tables, sub, sub_clk, cols, (days[0], days[1][rq]))
-    if mask is not None:
-        words &= mask
     rb, bit = _bit_pairs(words)
-    position = cols.start * 64 + bit if isinstance(cols, slice) else cols[bit >> 6] * 64 + (bit & 63)
-    clause = tables.perm[position]
+    clause = tables.perm[cols.start * 64 + bit]
     if store is not None and rb.size and index.needs_store[clause].any():
         ok, deg = store_checks(index, sub, rb, clause, store, sub_clk, None if state_rows is None else state_rows[rq])
         degraded[rq] |= deg

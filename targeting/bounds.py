@@ -152,9 +152,6 @@ class Blocks:
             log_cap = np.log(self.cap[:m])
         return off - np.clip(self.key[:m], -_CLIP, _CLIP), off - np.clip(log_cap, -_CLIP, _CLIP)
 
-    def chunk_end(self, j: int, lo: int, size: int) -> int:
-        """The end of a chunk of block ``j`` from ``lo``: about ``size`` positions, never splitting a campaign."""
-        return int(self.run_end[min(lo + size, int(self.start[j + 1])) - 1])
 
 
 def block_order(index: CampaignIndex, model: Any) -> np.ndarray | None:

@@ -19,8 +19,9 @@ A request then
    per-user state. With :class:`targeting.model.ClickModel`, each block of the
    layout (``targeting.bounds``: CPM campaigns by bid, each category's CPC
    campaigns by their part of the logit) is walked from its head, a growing
-   chunk at a time, scored in numpy, until the block's bound for this request
-   is strictly below the ``limit``-th such campaign's eCPM. Any other model:
+   chunk at a time and the blocks with the highest bounds first, scored in
+   numpy, until the block's bound for this request is strictly below the
+   ``limit``-th such campaign's eCPM. Any other model:
    one walk in global-bound order, with the same stop test.
 
 The answer is exactly :func:`targeting.decide.prepare`'s (a property test
