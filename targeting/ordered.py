@@ -50,8 +50,8 @@ from .taxonomy import Taxonomy
 
 CACHE_BYTES = 64 << 20  # per cache of combined rows (tag combinations, live sets)
 FIRST_STEP = 512  # positions in the walk's first block (then x4 per block)
-BLOCK_STEP = 64  # the same per block of a Blocks layout
-SPREAD = 4.0  # a round of the block walk goes down to the request's highest bound over this
+BLOCK_STEP = 256  # the same per block of a Blocks layout (cut at the level: see _walk_blocks)
+SPREAD = 2.0  # a round of the block walk goes down to the request's highest bound over this
 # a walk's scored chunks: (positions, campaigns, pCTR, eCPM) each
 Seen = list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
 
@@ -432,7 +432,8 @@ def _walk_blocks(o: OrderedIndex, pend: Pending, x: int, step: int) -> list[int]
         q = model.predict_user(user, c, index)  # type: ignore[attr-defined]
         seen.append((pos, c, q, ecpm(index, c, q)))
         kth = _kth_free(o, seen, floor, limit)
-    return _rank_seen(o, pend, seen)
+    # with a floor, ``pend.ranked`` counts the eligible campaigns: all of them
+    return _rank_seen(o, pend, seen, kth if floor <= 0 else -math.inf)
 
 
 def _kth_free(o: OrderedIndex, seen: Seen, floor: float, limit: int) -> float:
@@ -447,13 +448,15 @@ def _kth_free(o: OrderedIndex, seen: Seen, floor: float, limit: int) -> float:
     return float(-np.partition(-free_vals, limit - 1)[limit - 1])
 
 
-def _rank_seen(o: OrderedIndex, pend: Pending, seen: Seen) -> list[int]:
-    """Rank the ``seen`` campaigns at or above the floor into ``pend``; returns the contenders that need state."""
+def _rank_seen(o: OrderedIndex, pend: Pending, seen: Seen, kth: float = -math.inf) -> list[int]:
+    """Rank the ``seen`` campaigns at or above the floor and ``kth`` (the ``limit``-th best of
+    those that need no state: nothing below it can be answered or contend) into ``pend``;
+    returns the contenders that need state."""
     if not seen:
         return []
     floor, limit = pend.request.floor_cpm, pend.request.limit
     pos, camps, pctr, vals = seen[0] if len(seen) == 1 else (np.concatenate([s[i] for s in seen]) for i in range(4))
-    above = vals >= floor
+    above = vals >= max(floor, kth)
     camps, vals, pctr = camps[above], vals[above], pctr[above]
     order = np.lexsort((camps, -vals))
     camps, vals, pctr = camps[order], vals[order], pctr[order]
