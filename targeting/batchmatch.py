@@ -596,9 +596,21 @@ def _read_snapshot(
     seen = np.zeros(pairs.req.size, dtype=bool)
     code = upos[pairs.req[rt]] * len(pairs.meta.advertisers) + pairs.meta.advertiser[pairs.camp[rt]]
     seen[rt] = _find(tables.seen, code)[1]
-    query, inv = pairs.spend_query()
-    state = snap.fetch([query])[0] if query is not None else None
-    return counters, pairs.spent(query, inv, state), snap.events_of(upos), seen
+    return counters, _snapshot_spend(snap, index, pairs), snap.events_of(upos), seen
+
+
+def _snapshot_spend(snap: StateSnapshot, index: CampaignIndex, pairs: _Pairs) -> np.ndarray:
+    """float64[pairs]: each budgeted pair's campaign spend on the request's local day, from the
+    snapshot's per-day spend arrays (a block's requests span a day or two)."""
+    spent = np.zeros(pairs.req.size)
+    b = pairs.budgeted
+    if b.size:
+        days, which = _unique(pairs.day[b].astype(np.int64))
+        for k, d in enumerate(days.tolist()):
+            at = b[which == k] if days.size > 1 else b
+            label = _bucket(WINDOWS.index("day"), d, 0)
+            spent[at] = snap.shared_by_campaign(index, pairs.meta.spend_prefix, label)[pairs.camp[at]]
+    return spent
 
 
 def _find(sorted_codes: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -65,6 +65,8 @@ class StateSnapshot:
         self._arrow: Any = None
         self._events_of = np.array([*(e or None for e in self.events), None], dtype=object)  # [-1]: nobody
         self._tables: weakref.WeakKeyDictionary[Any, IndexTables] = weakref.WeakKeyDictionary()
+        self._shared_tables: weakref.WeakKeyDictionary[Any, dict[str, np.ndarray]] = \
+            weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
 
     # -------------------------------------------------------------- arrays
@@ -128,6 +130,18 @@ class StateSnapshot:
                 if a >= 0}
         return IndexTables(codes[order], np.asarray(value, dtype=np.float64)[order], labels,
                            np.array(sorted(seen), dtype=np.int64))
+
+    def shared_by_campaign(self, index: Any, prefixes: Sequence[str], label: str) -> np.ndarray:
+        """float64[len(prefixes)]: the shared counter ``prefixes[c] + label`` of each campaign ``c``
+        of ``index`` (``targeting.state.spend_key``: a day's spend), 0 when absent; built once
+        per index and label."""
+        with self._lock:
+            per = self._shared_tables.setdefault(index, {})
+            hit = per.get(label)
+            if hit is None:
+                get = self.shared.get
+                hit = per[label] = np.array([get(p + label, 0.0) for p in prefixes], dtype=np.float64)
+            return hit
 
     # -------------------------------------------------------------- StateStore (read-only)
     def fetch(self, queries: Sequence[StateQuery]) -> list[UserState]:
