@@ -131,7 +131,7 @@ class StateSnapshot:
         return IndexTables(codes[order], np.asarray(value, dtype=np.float64)[order], labels,
                            np.array(sorted(seen), dtype=np.int64))
 
-    def shared_by_campaign(self, index: Any, prefixes: Sequence[str], label: str) -> np.ndarray:
+    def shared_by_campaign(self, index: Any, prefixes: Sequence[str] | np.ndarray, label: str) -> np.ndarray:
         """float64[len(prefixes)]: the shared counter ``prefixes[c] + label`` of each campaign ``c``
         of ``index`` (``targeting.state.spend_key``: a day's spend), 0 when absent; built once
         per index and label."""
