@@ -102,34 +102,37 @@ class StateSnapshot:
             return hit
 
     def _build(self, index: Any, advertisers: Sequence[str]) -> IndexTables:
+        # flat lists of every (user, key, value), then each distinct key parsed once
+        lengths = np.fromiter(map(len, self.counters), dtype=np.int64, count=len(self.counters))
+        keys = [k for mine in self.counters for k in mine]
+        values = np.fromiter((v for mine in self.counters for v in mine.values()), dtype=np.float64, count=len(keys))
+        user = np.repeat(np.arange(len(self.counters), dtype=np.int64), lengths)
+        distinct = list(dict.fromkeys(keys))
+        number = {k: i for i, k in enumerate(distinct)}
         labels: dict[str, int] = {}
         position = index.position
-        parsed: dict[str, tuple[int, int] | None] = {}  # many users share a key: parse each once
-
-        def parse(key: str) -> tuple[int, int] | None:
-            if not key.startswith(CAP_PREFIX):
-                return None
-            cid, _, window = key[len(CAP_PREFIX):].rpartition(":")
-            c = position.get(cid)
-            return None if c is None else (c, labels.setdefault(window, len(labels)))
-
-        user, pair, value = [], [], []
-        for u, mine in enumerate(self.counters):
-            for key, v in mine.items():
-                hit = parsed[key] if key in parsed else parsed.setdefault(key, parse(key))
-                if hit is not None:
-                    user.append(u)
-                    pair.append(hit)
-                    value.append(v)
+        camp_of = np.full(len(distinct) + 1, -1, dtype=np.int64)
+        label_of = np.zeros(len(distinct) + 1, dtype=np.int64)
+        for i, key in enumerate(distinct):
+            if key.startswith(CAP_PREFIX):
+                cid, _, window = key[len(CAP_PREFIX):].rpartition(":")
+                c = position.get(cid)
+                if c is not None:
+                    camp_of[i], label_of[i] = c, labels.setdefault(window, len(labels))
+        which = np.fromiter((number[k] for k in keys), dtype=np.int64, count=len(keys))
+        ok = camp_of[which] >= 0
         n_labels = max(len(labels), 1)
-        camp, label = np.asarray(pair, dtype=np.int64).reshape(-1, 2).T
-        codes = (np.asarray(user, dtype=np.int64) * index.n_campaigns + camp) * n_labels + label
+        codes = (user[ok] * index.n_campaigns + camp_of[which[ok]]) * n_labels + label_of[which[ok]]
         order = np.argsort(codes, kind="stable")
+        # who has events of which advertiser
         adv = {a: k for k, a in enumerate(advertisers)}
-        seen = {u * len(adv) + a for u, mine in enumerate(self.events) for a in {adv.get(k[0], -1) for k in mine}
-                if a >= 0}
-        return IndexTables(codes[order], np.asarray(value, dtype=np.float64)[order], labels,
-                           np.array(sorted(seen), dtype=np.int64))
+        n_ev = np.fromiter(map(len, self.events), dtype=np.int64, count=len(self.events))
+        ev_adv = np.fromiter((adv.get(k[0], -1) for mine in self.events for k in mine), dtype=np.int64,
+                             count=int(n_ev.sum()))
+        ev_user = np.repeat(np.arange(len(self.events), dtype=np.int64), n_ev)
+        known = ev_adv >= 0
+        seen = np.unique(ev_user[known] * max(len(adv), 1) + ev_adv[known])
+        return IndexTables(codes[order], values[ok][order], labels, seen)
 
     def shared_by_campaign(self, index: Any, prefixes: Sequence[str] | np.ndarray, label: str) -> np.ndarray:
         """float64[len(prefixes)]: the shared counter ``prefixes[c] + label`` of each campaign ``c``
