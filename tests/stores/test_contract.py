@@ -283,3 +283,34 @@ def test_snapshot_positions_of_user_ids(n: int) -> None:
     assert (n >= ARROW_FROM) == (n == 20_000)
     assert snap.positions(ids).tolist() == want
     assert StateSnapshot([], [], [], {}, taken=0.0).positions(ids).tolist() == [-1] * n
+
+
+def test_snapshot_tables_and_spend_by_campaign() -> None:
+    """The integer-coded tables the batch scorer searches: every cap counter of a campaign the
+    index has (others and non-cap keys left out), who has events of which listed advertiser,
+    and a day's spend per campaign."""
+    import numpy as np
+
+    from targeting.stores.snapshot import StateSnapshot
+
+    class Index:  # what the tables read of a CampaignIndex
+        def __init__(self) -> None:
+            self.position = {"c0": 0, "c1": 1, "c2": 2}
+            self.n_campaigns = 3
+
+    users = ["a", "b", "c", "d"]
+    counters = [{"cap:c1:h1": 2.0, "cap:zz:h1": 9.0, "cap:c0:d1": 1.0}, {}, {"cap:c1:h1": 3.0, "other": 4.0},
+                {"cap:c2:w1": 5.0}]
+    events = [{("acme", "visit"): 1.0, ("rival", "click"): 2.0}, {("ghost", "visit"): 1.0}, {}, {("rival", "buy"): 3.0}]
+    snap = StateSnapshot(users, events, counters, {"spend:c0:d1": 7.5, "spend:c2:d1": 1.0}, taken=0.0)
+    index = Index()
+    t = snap.tables(index, ["acme", "rival"])
+    got = {}
+    for code, value in zip(t.codes.tolist(), t.values.tolist()):
+        rest, label = divmod(code, len(t.labels))
+        got[(users[rest // 3], rest % 3, {v: k for k, v in t.labels.items()}[label])] = value
+    assert got == {("a", 1, "h1"): 2.0, ("a", 0, "d1"): 1.0, ("c", 1, "h1"): 3.0, ("d", 2, "w1"): 5.0}
+    assert list(t.codes) == sorted(t.codes)
+    assert t.seen.tolist() == [0 * 2 + 0, 0 * 2 + 1, 3 * 2 + 1]  # user × n_advertisers + advertiser
+    assert snap.shared_by_campaign(index, np.array(["spend:c0:", "spend:c1:", "spend:c2:"], dtype=object),
+                                   "d1").tolist() == [7.5, 0.0, 1.0]
