@@ -301,7 +301,7 @@ def test_snapshot_tables_and_spend_by_campaign() -> None:
     users = ["a", "b", "c", "d"]
     counters = [{"cap:c1:h1": 2.0, "cap:zz:h1": 9.0, "cap:c0:d1": 1.0}, {}, {"cap:c1:h1": 3.0, "other": 4.0},
                 {"cap:c2:w1": 5.0}]
-    events = [{("acme", "visit"): 1.0, ("rival", "click"): 2.0}, {("ghost", "visit"): 1.0}, {}, {("rival", "buy"): 3.0}]
+    events = [{("acme", "visit"): 1.0, ("rival", "click"): 2.0}, {}, {("ghost", "visit"): 1.0}, {("rival", "buy"): 3.0}]
     snap = StateSnapshot(users, events, counters, {"spend:c0:d1": 7.5, "spend:c2:d1": 1.0}, taken=0.0)
     index = Index()
     t = snap.tables(index, ["acme", "rival"])
