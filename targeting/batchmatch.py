@@ -294,10 +294,11 @@ def _tag_masks(index: CampaignIndex, tables: ClauseTables) -> tuple[np.ndarray, 
 def request_tag_masks(reqs: Requests, n_tags: int) -> np.ndarray:
     """uint64[B, L]: each request's tags as a bitmask, tag ``t`` at bit ``t % 64`` of column ``t // 64``."""
     width = max(1, -(-n_tags // 64))
+    tags = reqs.tags.astype(np.int64)
+    bit = np.left_shift(np.uint64(1), (tags % 64).astype(np.uint64))
     out = np.zeros((len(reqs), width), dtype=np.uint64)
-    r, c = np.nonzero(reqs.tags >= 0)
-    t = reqs.tags[r, c].astype(np.uint64)
-    np.bitwise_or.at(out, (r, (t // 64).astype(np.int64)), np.left_shift(np.uint64(1), t % np.uint64(64)))
+    for k in range(width):
+        out[:, k] = np.bitwise_or.reduce(np.where((tags >= 0) & (tags // 64 == k), bit, np.uint64(0)), axis=1)
     return out
 
 
@@ -849,8 +850,9 @@ def _decide_in_order(
     w, step = 0, first_words
     while active.size and w < index.n_words and tables.ub_at[w] >= floor_cpm:
         w1 = min(index.n_words, w + step)
-        sub = reqs.take(active)
-        sub_clk = Clocks(clk.slots[active], clk.days[active], clk.day_fraction[active])
+        every = active.size == n_req  # the first step: no copy
+        sub = reqs if every else reqs.take(active)
+        sub_clk = clk if every else Clocks(clk.slots[active], clk.days[active], clk.day_fraction[active])
         words = match_words(index, tables, sub, sub_clk, slice(w, w1), (day_uniq, day_inv[active]), tag_rules=False)
         rb, bit = _bit_pairs(words)  # by request, then position: rank order
         if tag_checked:
