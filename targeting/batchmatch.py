@@ -31,7 +31,7 @@ import numpy as np
 
 from . import bitset
 from .batchrequests import Clocks, Requests, clocks
-from .bounds import Blocks, block_order, blocks, ecpm_bound
+from .bounds import BLOCKS_FROM, Blocks, block_order, blocks, ecpm_bound
 from .compiler import CampaignIndex
 from .decide import rules_hold
 from .request import DEFAULT_LIMIT
@@ -778,7 +778,7 @@ def ranking_tables(index: CampaignIndex, model: ClickModel) -> tuple[ClauseTable
 def decide_block(
     index: CampaignIndex, tx: Taxonomy, model: ClickModel, store: StateStore | None, reqs: Requests,
     *, limit: int = DEFAULT_LIMIT, floor_cpm: float = 0.0, block: int = 4096, first_words: int = 2,
-    first_chunk: int = 32,
+    first_chunk: int = 32, blocks_from: int = BLOCKS_FROM,
 ) -> tuple[Ranked, np.ndarray]:
     """Decide every request of ``reqs``: (decisions, bool[B] degraded).
 
@@ -789,13 +789,16 @@ def decide_block(
     exhaustive one (ties included: the stop test is strict). Store checks run
     on the visited candidates only, one ``store.fetch`` per step. The first
     step covers ``first_words`` words of clauses, each next one twice the last; with a block
-    layout (``targeting.bounds``), ``first_chunk`` positions of each block."""
+    layout (``targeting.bounds``; an index of more than ``blocks_from`` clauses),
+    ``first_chunk`` positions of each block."""
     if isinstance(model, PriorModel):
         # every campaign's eCPM is known up front: visit clauses in exactly the rank order
         value = prior_values(index)
         tables = clause_tables(index, value, key="prior")
     else:
         tables, layout = ranking_tables(index, model)
+        if index.n_clauses <= blocks_from:  # a few words: the dense walk over them all beats the block walk
+            layout = None
     parts: list[Ranked] = []
     degraded = np.zeros(len(reqs), dtype=bool)
     clk_all = clocks(index.zones, reqs.ts)

@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from .batchmatch import byte_bits, ranking_tables
-from .bounds import Blocks, ecpm_bound
+from .bounds import BLOCKS_FROM, Blocks, ecpm_bound
 from .compiler import CampaignIndex
 from .decide import Pending, contenders, decision, point_of, run_starts, state_query
 from .matcher import Moment, moment
@@ -238,7 +238,7 @@ def _to_int(bools: np.ndarray) -> int:
     return int.from_bytes(np.packbits(bools, bitorder="little").tobytes(), "little")
 
 
-def ordered_index(index: CampaignIndex, model: ClickModel, blocks_from: int = FIRST_STEP) -> OrderedIndex:
+def ordered_index(index: CampaignIndex, model: ClickModel, blocks_from: int = BLOCKS_FROM) -> OrderedIndex:
     """The index in ``model``'s bound order. Built by the engine's snapshot, once per
     rule set and model, and held there (not cached here: it refers to the index).
 

@@ -22,6 +22,7 @@ from targeting.batchmatch import (
     match_words,
 )
 from targeting.batchrequests import clocks, parse_requests, request_from_row
+from targeting.bounds import BLOCKS_FROM
 from targeting.clicklog import generate_requests
 from targeting.taxonomy import Taxonomy
 
@@ -128,12 +129,13 @@ def setting(tx: Taxonomy, tmp_path_factory: pytest.TempPathFactory) -> Setting:
     block=st.sampled_from([13, 2048]),
     first_words=st.sampled_from([1, 2]),
     first_chunk=st.sampled_from([1, 7, 32]),
+    blocks_from=st.sampled_from([0, 0, BLOCKS_FROM]),  # 0: the block walk even on these small indexes
     offset=st.integers(0, 300),
 )
 def test_decide_block_equals_engine_decide(
     setting: Setting, n: int, seed: int, limit: int, floor_cpm: float, ties: int,
     warm: bool, read: str, model_kind: str, straddle: bool, block: int, first_words: int, first_chunk: int,
-    offset: int,
+    blocks_from: int, offset: int,
 ) -> None:
     """Every decision, its rank (ties by id), eCPM and pCTR, for random rule sets whose clauses
     span several of the walk's steps, with and without store state, floors and limits."""
@@ -159,7 +161,7 @@ def test_decide_block_equals_engine_decide(
     store = engine.store.snapshot() if read == "snapshot" else engine.store  # type: ignore[attr-defined]
     ranked, _ = decide_block(engine.index, tx, engine.model, store, reqs, limit=limit,
                              floor_cpm=floor_cpm, block=block, first_words=first_words,
-                             first_chunk=first_chunk)
+                             first_chunk=first_chunk, blocks_from=blocks_from)
     got: dict[int, list[tuple[Any, ...]]] = {}
     for b, r, c, e, p in zip(ranked.req.tolist(), ranked.rank.tolist(), ranked.camp.tolist(),
                              ranked.ecpm.tolist(), ranked.pctr.tolist()):
