@@ -24,6 +24,7 @@ import random
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from targeting.batch import score
 from targeting.batchrequests import request_from_row
@@ -82,6 +83,31 @@ def decide_loop(engine: Engine, path: Path, n: int) -> float:
     return len(raws) / (time.perf_counter() - t)
 
 
+def machine_speed() -> str:
+    """A fixed workload, best of 5: how fast this (shared) machine is right now, to read the
+    absolute requests/s goal by. Plain Python (a loop of 1M integer adds) and numpy (a sort of
+    2M floats)."""
+    import numpy as np
+
+    data = np.random.default_rng(0).random(2_000_000)
+
+    def loop() -> int:
+        total = 0
+        for i in range(1_000_000):
+            total += i
+        return total
+
+    def best(work: Any) -> float:
+        times = []
+        for _ in range(5):
+            t = time.perf_counter()
+            work()
+            times.append(time.perf_counter() - t)
+        return min(times) * 1e3
+
+    return f"fixed workload {best(loop):.0f} ms Python, {best(lambda: np.sort(data)):.0f} ms numpy"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--campaigns", type=int, default=10_000)
@@ -103,7 +129,7 @@ def main() -> None:
         d = Path(tmp)
         req = generate_requests(d / "req.parquet", args.requests, taxonomy=tx, seed=3, end=now, progress=False)
         print(f"\n{args.campaigns:,} campaigns, {args.requests:,} requests, {cpu} CPUs "
-              f"(load average {os.getloadavg()[0]:.1f})\n")
+              f"(load average {os.getloadavg()[0]:.1f}; {machine_speed()})\n")
         print(f"{'rule set':22}{'decide req/s':>14}{'batch req/s':>14}{'speedup':>10}{'decisions/req':>15}")
         plain_engine = None
         for name, camps in (("with caps/budgets/rt", full), ("targeting only", plain)):
@@ -116,6 +142,7 @@ def main() -> None:
             print(f"{name:22}{dps:>14,.0f}{bps:>14,.0f}{bps / dps:>9.1f}x{r['decisions'] / r['requests']:>15.2f}")
             plain_engine = engine
         print("\ngoal: >= 20x decide and >= 200,000 requests/s per core (batch runs in one process, one core)")
+        print(f"after the runs: {machine_speed()}")
         if args.no_dask:
             return
         from distributed import Client, LocalCluster
