@@ -17,6 +17,7 @@ from targeting.batchmatch import (
     _bit_pairs,
     _day_groups,
     _unique,
+    byte_bits,
     clause_tables,
     decide_block,
     match_words,
@@ -59,6 +60,13 @@ def test_bit_pairs_are_the_set_bits_in_order(rows: int, words: int, density: flo
     r, c = _bit_pairs(packed)
     want_r, want_c = np.nonzero(bits)  # by row, then bit
     assert np.array_equal(r, want_r) and np.array_equal(c, want_c)
+
+
+@pytest.mark.parametrize(("size", "density"), [(0, 0.5), (1, 1.0), (7, 0.3), (1333, 0.05), (64, 0.9)])
+def test_byte_bits_are_the_set_bits(size: int, density: float) -> None:
+    bits = np.random.default_rng(size).random(size * 8) < density
+    raw = np.frombuffer(np.packbits(bits, bitorder="little").tobytes(), dtype=np.uint8)
+    assert np.array_equal(byte_bits(raw), np.flatnonzero(bits))
 
 @settings(deadline=None, max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(n=st.integers(1, 300), seed=st.integers(0, 10_000), pairs=st.integers(0, 400), ordered=st.booleans())
