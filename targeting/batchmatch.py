@@ -909,7 +909,10 @@ def _decide_in_order(
         empty = np.zeros(0, dtype=np.int64)
         return Ranked(empty, empty.astype(np.int16), empty, np.zeros(0), np.zeros(0)), degraded
     req, camp, rank = (np.concatenate([o[i] for o in out]) for i in range(3))
-    order = np.argsort(req * limit + rank)  # unique keys
+    # each request's ranks are 0..k-1: its answers go to its own slice, at their rank (no sort)
+    count = np.bincount(req, minlength=n_req)
+    order = np.empty(req.size, dtype=np.int64)
+    order[(np.cumsum(count) - count)[req] + rank] = np.arange(req.size)
     req, camp = req[order], camp[order]
     return Ranked(req, (rank[order] + 1).astype(np.int16), camp, value[camp], index.prior_ctr[camp]), degraded
 
