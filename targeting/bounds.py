@@ -137,7 +137,7 @@ class Blocks:
     def below(self, j: np.ndarray, log_t: np.ndarray, scale: np.ndarray) -> np.ndarray:
         """int64[V]: the first position of block ``j[i]`` where the bound for a request whose part
         there is ``scale[i]`` falls below ``exp(log_t[i])`` (the block's end when it never does),
-        up to the bounds' inflation: the visits this bounds need not be exact."""
+        leaving out the bounds' inflation: it only sizes a visit, which need not be exact."""
         by_key, by_cap = self._search
         off = j * _SPAN
         a = np.searchsorted(by_key, off - np.clip(log_t - scale, -_CLIP, _CLIP), side="right")
@@ -153,7 +153,6 @@ class Blocks:
         with np.errstate(divide="ignore"):
             log_cap = np.log(self.cap[:m])
         return off - np.clip(self.key[:m], -_CLIP, _CLIP), off - np.clip(log_cap, -_CLIP, _CLIP)
-
 
 
 def block_order(index: CampaignIndex, model: Any) -> np.ndarray | None:
