@@ -12,7 +12,8 @@ retargeting events of advertisers that retarget. For each: ``Engine.decide`` on 
 first ``--decide`` requests, one at a time, and ``targeting.batch.score`` on
 all ``--requests`` (single process); goal >= 20x and >= 200k requests/s per
 core. Then the pure-targeting set on a Dask ``LocalCluster`` with 1 and 2
-single-threaded worker processes.
+single-threaded worker processes. A fixed workload timed before and after
+(``machine_speed``) says how fast this shared machine was during the runs.
 """
 
 from __future__ import annotations
