@@ -707,36 +707,8 @@ class Ranked:
     pctr: np.ndarray  # float64
 
 
-Pool = tuple[np.ndarray, ...]  # (request, campaign, pCTR, eCPM) pairs, by request
-_EMPTY_POOL: Pool = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0))
-
-
-def rank_pairs(
-    index: CampaignIndex, n_requests: int, req: np.ndarray, camp: np.ndarray, pctr: np.ndarray,
-    *, limit: int = DEFAULT_LIMIT, floor_cpm: float = 0.0,
-) -> Ranked:
-    """eCPM ranking of every request at once: :func:`targeting.scoring.rank` per request.
-
-    ``req`` must be sorted. Only the pairs at or above each request's
-    ``limit``-th best eCPM (ties included) are sorted: one partition per
-    request instead of a sort of all pairs."""
-    values = ecpm(index, camp, pctr)
-    keep = values >= floor_cpm
-    req, camp, pctr, values = req[keep], camp[keep], pctr[keep], values[keep]
-    kth = _kth_best(req, values, n_requests, limit)
-    top = values >= kth[req]
-    return _ranked(req[top], camp[top], pctr[top], values[top], limit)
-
-
-def _ranked(req: np.ndarray, camp: np.ndarray, pctr: np.ndarray, values: np.ndarray, limit: int) -> Ranked:
-    """The answers of pairs (any order) cut to each request's ``limit``-th best eCPM and above
-    (ties included): by request, eCPM descending, ties by campaign position, the first ``limit``."""
-    order = _rank_order(req, values, camp)
-    req, camp, pctr, values = req[order], camp[order], pctr[order], values[order]
-    starts = np.flatnonzero(np.r_[True, req[1:] != req[:-1]]) if req.size else req
-    rank = np.arange(req.size) - np.repeat(starts, np.diff(np.r_[starts, req.size])) + 1
-    top = rank <= limit
-    return Ranked(req[top], rank[top].astype(np.int16), camp[top], values[top], pctr[top])
+Found = tuple[np.ndarray, ...]  # (request, campaign, pCTR, eCPM) pairs
+_NONE_FOUND: Found = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0))
 
 
 def _rank_order(req: np.ndarray, values: np.ndarray, camp: np.ndarray) -> np.ndarray:
@@ -753,18 +725,6 @@ def _rank_order(req: np.ndarray, values: np.ndarray, camp: np.ndarray) -> np.nda
     if (int(req.max()) + 1) * n_levels * n_camp >= 2**63:
         return np.lexsort((camp, -values, req))
     return cast(np.ndarray, np.argsort((req * n_levels + level) * n_camp + camp))
-
-
-def _kth_best(req: np.ndarray, values: np.ndarray, n_requests: int, k: int) -> np.ndarray:
-    """float64[n_requests]: each request's k-th largest value (``-inf`` with fewer than k); ``req`` sorted."""
-    counts = np.bincount(req, minlength=n_requests)
-    out = np.full(n_requests, -np.inf)
-    if req.size == 0 or counts.max() < k:
-        return out
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    grid = np.full((n_requests, int(counts.max())), -np.inf)
-    grid[req, np.arange(req.size) - starts[req]] = values
-    return cast(np.ndarray, -np.partition(-grid, k - 1, axis=1)[:, k - 1])
 
 
 _RANKING: weakref.WeakKeyDictionary[CampaignIndex, dict[Any, tuple[ClauseTables, Blocks | None]]] = \
@@ -940,16 +900,13 @@ def _decide_pruned(
     clk: Clocks, tables: ClauseTables, limit: int, floor_cpm: float, first_words: int,
     state_rows: np.ndarray | None,
 ) -> tuple[Ranked, np.ndarray]:
-    """Any other model: each step scores its candidates and pools them; a request is done once
-    its ``limit``-th best pooled eCPM is strictly above the global bound of the positions after
-    the step (``tables.ub_at``).
-
-    The pool keeps only pairs at or above their request's ``limit``-th best eCPM so far (ties
-    included): that value only rises, so a pair below it can never rank."""
+    """Any other model: each step scores its candidates; a request is done once its
+    ``limit``-th best eCPM (:func:`_keep_best`) is strictly above the global bound of the
+    positions after the step (``tables.ub_at``)."""
     n_req = len(reqs)
     degraded = np.zeros(n_req, dtype=bool)
-    pool = _EMPTY_POOL
-    finished: list[Pool] = []  # the pools of requests done
+    best = np.full((n_req, limit), -np.inf)  # each request's `limit` best eCPMs so far, in no order
+    found: list[Found] = []
     last = np.full(n_req, -1, dtype=np.int64)  # the last campaign found (its clauses may straddle two steps)
     active = np.arange(n_req)
     days = _day_groups(clk.days)
@@ -966,11 +923,11 @@ def _decide_pruned(
         pctr = pair_pctr(model, index, tx, reqs, b, camp)
         values = ecpm(index, camp, pctr)
         above = values >= floor_cpm
-        pool, kth = _pool_top(pool, (b[above], camp[above], pctr[above], values[above]), active, limit)
-        going = ~(kth > tables.ub_at[w1])
-        pool, active = _retire(pool, finished, active, going)
+        found.append((b[above], camp[above], pctr[above], values[above]))
+        kth = _keep_best(best, active, found[-1][0], found[-1][3])
+        active = active[~(kth > tables.ub_at[w1])]
         w, step = w1, step * 2
-    return _rank_pools(index, n_req, [*finished, pool], limit, floor_cpm), degraded
+    return _rank_found(found, best), degraded
 
 
 def _decide_blocks(
@@ -983,7 +940,7 @@ def _decide_blocks(
     Every request walks every block from its head, at its own pace. A block's bound at the
     request's next position there (:meth:`Blocks.bounds`) bounds all it has not visited in
     it; the request needs the block while that bound is at least the floor and not strictly
-    below its ``limit``-th best pooled eCPM (that never reverses: the bound only falls, the
+    below its ``limit``-th best eCPM so far (that never reverses: the bound only falls, the
     ``limit``-th best only rises), and is done when it needs no block.
 
     Each round gives every request a level, the higher of its ``limit``-th best so far and its
@@ -1007,7 +964,7 @@ def _decide_blocks(
     need = bound >= floor_cpm
     kth = np.full(n_req, -np.inf)
     best = np.full((n_req, limit), -np.inf)  # each request's `limit` best eCPMs so far, in no order
-    found: list[Pool] = []
+    found: list[Found] = []
     active = np.flatnonzero(need.any(axis=1))
     need, bound, kth = need[active], bound[active], kth[active]
     while active.size:
@@ -1028,16 +985,28 @@ def _decide_blocks(
         pctr = model.predict_user_pairs(users, b, camp, index)
         values = ecpm(index, camp, pctr)
         above = values >= floor_cpm
-        new = (b[above], camp[above], pctr[above], values[above])
-        found.append(new)
-        kth = _keep_best(best, active, new[0], new[3])
+        found.append((b[above], camp[above], pctr[above], values[above]))
+        kth = _keep_best(best, active, found[-1][0], found[-1][3])
         bound[vr, vj] = layout.bound_at(p1, vj, scale)  # only the blocks visited moved on
         need = (bound >= floor_cpm) & ~(kth[:, None] > bound)
         going = np.any(need, axis=1)
         active, need, bound, kth = active[going], need[going], bound[going], kth[going]
-    req, camp, pctr, values = (np.concatenate([f[i] for f in found]) if found else _EMPTY_POOL[i] for i in range(4))
-    top = values >= best.min(axis=1)[req]
-    return _ranked(req[top], camp[top], pctr[top], values[top], limit), degraded
+    return _rank_found(found, best), degraded
+
+
+def _rank_found(found: list[Found], best: np.ndarray) -> Ranked:
+    """The answers among the ``found`` pairs, given each request's ``limit`` best eCPMs
+    (``best``, :func:`_keep_best`): by request, eCPM descending, ties by campaign position,
+    the first ``limit``."""
+    req, camp, pctr, values = (np.concatenate([f[i] for f in found]) if found else _NONE_FOUND[i] for i in range(4))
+    top = values >= best.min(axis=1)[req]  # ties included
+    req, camp, pctr, values = req[top], camp[top], pctr[top], values[top]
+    order = _rank_order(req, values, camp)
+    req, camp, pctr, values = req[order], camp[order], pctr[order], values[order]
+    starts = np.flatnonzero(np.r_[True, req[1:] != req[:-1]]) if req.size else req
+    rank = np.arange(req.size) - np.repeat(starts, np.diff(np.r_[starts, req.size])) + 1
+    top = rank <= best.shape[1]
+    return Ranked(req[top], rank[top].astype(np.int16), camp[top], values[top], pctr[top])
 
 
 def _keep_best(best: np.ndarray, active: np.ndarray, req: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -1118,48 +1087,3 @@ def _visit(
 
 
 _LOW = np.array([(1 << k) - 1 for k in range(65)], dtype=np.uint64)  # _LOW[k]: the k low bits
-
-
-def _retire(pool: Pool, finished: list[Pool], active: np.ndarray, going: np.ndarray) -> tuple[Pool, np.ndarray]:
-    """Move the pairs of the requests done (``going`` False, over ``active``) from ``pool`` to
-    ``finished``; returns (the pool, the requests still going)."""
-    if going.all():
-        return pool, active
-    stays = going[np.searchsorted(active, pool[0])]
-    finished.append(tuple(a[~stays] for a in pool))
-    return tuple(a[stays] for a in pool), active[going]
-
-
-def _rank_pools(index: CampaignIndex, n_req: int, pools: list[Pool], limit: int, floor_cpm: float) -> Ranked:
-    """:func:`rank_pairs` of every pair of ``pools``."""
-    req, camp, pctr = (np.concatenate([p[i] for p in pools]) for i in range(3))
-    order = np.argsort(req, kind="stable")
-    return rank_pairs(index, n_req, req[order], camp[order], pctr[order], limit=limit, floor_cpm=floor_cpm)
-
-
-def _pool_top(pool: Pool, new: Pool, active: np.ndarray, limit: int) -> tuple[Pool, np.ndarray]:
-    """Merge ``new`` pairs into ``pool`` (both: request, campaign, pCTR, eCPM; by request;
-    requests of ``active``), keeping each request's pairs at or above its ``limit``-th best
-    eCPM. Returns (the pool, float64[len(active)]: that value per request, ``-inf`` with fewer)."""
-    parts = [p for p in (pool, new) if p[0].size]
-    kth = np.full(active.size, -np.inf)
-    if not parts:
-        return pool, kth
-    slot = np.empty(int(active[-1]) + 1, dtype=np.int64)  # request -> its row
-    slot[active] = np.arange(active.size)
-    rows = [slot[p[0]] for p in parts]
-    counts = [np.bincount(r, minlength=active.size) for r in rows]
-    width = int(np.sum(counts, axis=0).max())
-    if width >= limit:
-        # one row per request, its pooled and new eCPMs side by side, -inf after them
-        grid = np.full((active.size, width), -np.inf)
-        offset = np.zeros(active.size, dtype=np.int64)
-        for p, r, c in zip(parts, rows, counts):
-            starts = np.cumsum(c) - c
-            grid[r, offset[r] + np.arange(r.size) - starts[r]] = p[3]
-            offset += c
-        kth = -np.partition(-grid, limit - 1, axis=1)[:, limit - 1]
-    kept = [tuple(a[p[3] >= kth[r]] for a in p) for p, r in zip(parts, rows)]
-    merged = tuple(np.concatenate([k[i] for k in kept]) for i in range(4))
-    order = np.argsort(merged[0], kind="stable")
-    return tuple(a[order] for a in merged), kth
