@@ -99,14 +99,11 @@ class Blocks:
     def bounds(self, at: np.ndarray, scales: np.ndarray) -> np.ndarray:
         """float64[B, J]: for each request (``scales``: float64[B, K + 1]) and block ``j``, a bound of
         the eCPM of every position of the block from ``at[j]`` on (``-inf`` when ``at[j]`` is its end)."""
-        at = np.where(at < self.start[1:], at, self.key.size - 1)
-        with np.errstate(over="ignore"):
-            b = np.minimum(self.cap[at], np.exp(self.key[at] + scales[:, self.scale_of]))
-        return b * INFLATE + NUDGE
+        return self.bound_at(at, np.arange(self.n_blocks), scales[:, self.scale_of])
 
     def bound_at(self, at: np.ndarray, j: np.ndarray, scale: np.ndarray) -> np.ndarray:
-        """float64[V]: :meth:`bounds` of single positions: ``at[i]`` of block ``j[i]`` (its end
-        gives ``-inf``) for a request whose part there is ``scale[i]``."""
+        """float64[V]: the bound of single positions: ``at[i]`` of block ``j[i]`` (its end gives
+        ``-inf``) for a request whose part there is ``scale[i]`` (any shapes that broadcast)."""
         at = np.where(at < self.start[j + 1], at, self.key.size - 1)
         with np.errstate(over="ignore"):
             b = np.minimum(self.cap[at], np.exp(self.key[at] + scale))
