@@ -154,15 +154,7 @@ def match_block(index: CampaignIndex, reqs: Requests, clk: Clocks | None) -> np.
     """uint64[B, index.n_words]: the clauses :func:`targeting.matcher.match` accepts, per request.
 
     With ``clk`` None, time and flight dates are ignored (reach semantics)."""
-    return match_range(index, clause_tables(index), reqs, clk, 0, index.n_words)
-
-
-def match_range(index: CampaignIndex, tables: ClauseTables, reqs: Requests, clk: Clocks | None,
-                w0: int, w1: int, days: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
-    """uint64[B, w1 - w0]: words ``w0..w1`` of :func:`match_block` in ``tables``' clause order.
-
-    ``days``: ``np.unique(clk.days, axis=0, return_inverse=True)`` when the caller has it."""
-    return match_words(index, tables, reqs, clk, slice(w0, w1), days)
+    return match_words(index, clause_tables(index), reqs, clk, slice(0, index.n_words))
 
 
 def match_words(index: CampaignIndex, tables: ClauseTables, reqs: Requests, clk: Clocks | None,
@@ -171,7 +163,7 @@ def match_words(index: CampaignIndex, tables: ClauseTables, reqs: Requests, clk:
     """uint64[B, len(cols)]: the words ``cols`` (a range) of :func:`match_block` in ``tables``'
     clause order. ``tag_rules`` False leaves out the ``all`` / ``none`` tag rules, for a
     caller that applies :func:`tag_rules_hold` to the bits (:class:`PairMatcher` matches
-    scattered words)."""
+    scattered words). ``days``: :func:`_day_groups` of ``clk.days`` when the caller has it."""
     zero = tables.rows.shape[0] - 1
     n_tags = len(index.tag_index)
     # the few words asked for, for every row: later gathers copy only these
