@@ -49,8 +49,8 @@ class ClauseTables:
 
     ``rows``: uint64[n_rows + 1, n_words], a zero row appended as the target of
     padding; ``neg_words``: the words where ``all``/``none`` rows have bits;
-    ``ub_at[w]``: an upper bound of the eCPM of every clause from word ``w``
-    on (``-inf`` past the end). The identity order serves eligibility; a
+    ``ub[i]``: an upper bound of the eCPM of every clause from position ``i`` on
+    (``-inf`` at ``m``), ``ub_at[w]`` the same from word ``w`` on. The identity order serves eligibility; a
     model's visit order (:func:`ranking_tables`) lets ranking stop early.
     """
 
@@ -58,6 +58,7 @@ class ClauseTables:
     owner: np.ndarray  # int32[n_clauses]: campaign of each permuted position
     rows: np.ndarray
     neg_words: np.ndarray
+    ub: np.ndarray  # float64[n_clauses + 1]
     ub_at: np.ndarray  # float64[n_words + 1]
     _live: dict[tuple[int, ...], np.ndarray]
 
@@ -108,11 +109,9 @@ def clause_tables(index: CampaignIndex, order: np.ndarray | None = None, key: An
     rows = np.vstack([rows, np.zeros((1, index.n_words), dtype=np.uint64)])
     neg = rows[index.all_base:-1]
     neg_words = np.flatnonzero(np.bitwise_or.reduce(neg, axis=0)) if neg.size else np.zeros(0, np.int64)
-    starts = np.arange(index.n_words + 1) * 64
-    ub_at = np.full(index.n_words + 1, -np.inf)
-    inside = starts < m
-    ub_at[inside] = ub[starts[inside]] if m else -np.inf
-    tables = ClauseTables(perm, index.owner[perm], rows, neg_words, ub_at, {})
+    ub = np.append(ub, -np.inf)
+    ub_at = ub[np.minimum(np.arange(index.n_words + 1) * 64, m)]
+    tables = ClauseTables(perm, index.owner[perm], rows, neg_words, ub, ub_at, {})
     with _TABLES_LOCK:
         per = _TABLES.setdefault(index, {})
         if order is not None and len(per) > 8:

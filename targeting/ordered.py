@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from .batchmatch import byte_bits, ranking_tables
-from .bounds import BLOCKS_FROM, Blocks, ecpm_bound
+from .bounds import BLOCKS_FROM, Blocks
 from .compiler import CampaignIndex
 from .decide import Pending, contenders, decision, point_of, run_starts, state_query
 from .matcher import Moment, moment
@@ -250,8 +250,7 @@ def ordered_index(index: CampaignIndex, model: ClickModel, blocks_from: int = BL
     perm = tables.perm
     owner = tables.owner.astype(np.int64)
     rows = [int.from_bytes(r.tobytes(), "little") for r in tables.rows[:-1]]
-    # the global bound of each position and everything after it
-    ub = np.append(np.maximum.accumulate(ecpm_bound(index, model)[owner][::-1])[::-1], -np.inf)
+    ub = tables.ub  # the global bound of each position and everything after it
     starts, counts = _runs(owner, index.n_campaigns)  # each campaign's positions are one run
     run_end = (starts + counts)[owner]
     pos = np.arange(m)
