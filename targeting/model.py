@@ -52,6 +52,7 @@ import numpy as np
 
 from .compiler import CampaignIndex
 from .errors import TargetingError
+from .progress import Progress
 from .request import Request
 from .taxonomy import UNKNOWN, Taxonomy, gender_index
 
@@ -395,7 +396,16 @@ def train(
     ``truth_auc``/``truth_log_loss`` of the log's ``true_ctr`` on the same rows
     when present, ``base_log_loss`` (a constant CTR), row and click counts.
     """
-    import sys
+    # three steps, each named on the bar: the log read, the fit, the calibration and metrics
+    with Progress("train", total=3, unit="steps", enabled=progress) as bar:
+        return _train(log_path, rules_dir=rules_dir, out_dir=out_dir, holdout=holdout, calibration=calibration,
+                      C=C, seed=seed, bar=bar)
+
+
+def _train(
+    log_path: str | Path, *, rules_dir: str | Path, out_dir: str | Path, holdout: float,
+    calibration: float, C: float, seed: int, bar: Progress,
+) -> dict[str, Any]:
     import time
 
     from sklearn.linear_model import LogisticRegression
@@ -404,7 +414,11 @@ def train(
     from .rules import load_rules
 
     t0 = time.perf_counter()
-    say = (lambda msg: print(f"train: {msg}", file=sys.stderr, flush=True)) if progress else (lambda msg: None)
+
+    def say(msg: str) -> None:
+        bar.status(msg)
+        bar.update(1)
+
     from .taxonomy import Taxonomy as _Tx
 
     tx = _Tx.load(Path(rules_dir) / "taxonomy")
