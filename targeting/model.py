@@ -425,8 +425,7 @@ def _train(
     ruleset = load_rules(rules_dir, tx)
     data = read_log(log_path, tx, {c.id: c.category for c in ruleset.campaigns})
     n = data["clicked"].size
-    say(f"{n:,} rows, {int(data['clicked'].sum()):,} clicks, {len(data['campaign_ids'])} campaigns"
-        f" ({time.perf_counter() - t0:.1f}s)")
+    say(f"read {n:,} rows, {int(data['clicked'].sum()):,} clicks")
     if not 0 < holdout < 1 or not 0 <= calibration < 1:
         raise TargetingError("holdout is in (0, 1) and calibration in [0, 1)", path="holdout")
     spec = FeatureSpec.of(tx)
@@ -441,7 +440,7 @@ def _train(
         if part.size == 0 or y[part].min() == y[part].max():
             raise TargetingError(f"the {name} rows have only one label; the log needs clicks and non-clicks",
                                  path="clicked", code="one_class")
-    say(f"fitting logistic regression on {fit.size:,} rows x {X.shape[1]:,} features")
+    say(f"fitting {fit.size:,} rows x {X.shape[1]:,} features")
     lr = LogisticRegression(C=C, max_iter=300, tol=1e-6)
     lr.fit(X[fit], y[fit])
     n_cat, n_camp = len(spec.categories), len(data["campaign_ids"])
@@ -484,15 +483,8 @@ def _train(
     metrics["version"] = info["version"]
     metrics["model_dir"] = str(out_dir)
     metrics["seconds"] = round(time.perf_counter() - t0, 2)
-    say(_metrics_line(metrics))
+    say(f"held-out AUC {metrics['auc']:.4f}")
     return metrics
-
-
-def _metrics_line(m: dict[str, Any]) -> str:
-    line = f"held-out AUC {m['auc']:.4f}, log-loss {m['log_loss']:.5f} (constant CTR: {m['base_log_loss']:.5f})"
-    if "truth_auc" in m:
-        line += f"; ground truth on the same rows: AUC {m['truth_auc']:.4f}, log-loss {m['truth_log_loss']:.5f}"
-    return line
 
 
 def _logit(p: np.ndarray) -> np.ndarray:

@@ -14,15 +14,27 @@ pygments and markdown-it (13 MB); both import in about the same time.
 
 from __future__ import annotations
 
+import shutil
 import sys
 import threading
 import weakref
 from types import TracebackType
 from typing import Any, Self, TextIO
 
-__all__ = ["Progress", "close_all", "enabled_for"]
+__all__ = ["Progress", "close_all", "enabled_for", "write"]
 
 _drawn: weakref.WeakSet[Progress] = weakref.WeakSet()  # bars on screen, for close_all
+
+
+def write(line: str, stream: TextIO | None = None) -> None:
+    """Print ``line`` (a warning) on stderr above the bars drawn there, not into them."""
+    s = stream if stream is not None else sys.stderr
+    if _drawn:
+        from tqdm import tqdm
+
+        tqdm.write(line, file=s)
+    else:
+        print(line, file=s)
 
 
 def close_all() -> None:
@@ -57,8 +69,11 @@ class Progress:
         if enabled and enabled_for(self._stream):
             from tqdm import tqdm
 
-            self._bar = tqdm(total=self.total, desc=label, unit=f" {unit}", unit_scale=True, file=self._stream,
-                             mininterval=0.2, dynamic_ncols=True, leave=True)
+            scale = self.total is None or self.total >= 1000  # 1.20M rows; but 2/3 steps
+            # a terminal that reports no size (a bare pty: 0x0) gets no bar from tqdm: assume 100x24
+            size = shutil.get_terminal_size((100, 24))
+            self._bar = tqdm(total=self.total, desc=label, unit=f" {unit}", unit_scale=scale, file=self._stream,
+                             mininterval=0.2, ncols=size.columns or 100, nrows=size.lines or 24, leave=True)
             _drawn.add(self)
 
     @property
@@ -83,6 +98,7 @@ class Progress:
             with self._lock:
                 self._bar.close()
                 self._bar = None
+            _drawn.discard(self)
 
     def __enter__(self) -> Self:
         return self
