@@ -133,10 +133,10 @@ def cmd_train(a: argparse.Namespace) -> int:
     log = _one(a.log_pos, a.log, "LOG")
     inputs.parquet(log, "LOG")
     inputs.rules_dir(a.rules)
-    import importlib.util
-
-    if importlib.util.find_spec("sklearn") is None:  # the [train] extra
-        raise UsageError("train needs scikit-learn: pip install 'targeting[train]'", path="train")
+    try:
+        import sklearn  # noqa: F401  (the [train] extra)
+    except ImportError:
+        raise UsageError("train needs scikit-learn: pip install 'targeting[train]'", path="train") from None
     from .. import model
 
     emit(model.train(log, rules_dir=a.rules, out_dir=a.out, progress=not a.quiet))
