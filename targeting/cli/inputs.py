@@ -17,6 +17,7 @@ from typing import Any
 
 import orjson
 
+from .. import progress
 from ..errors import TargetingError
 
 CAMPAIGN_DOCS = "docs/campaigns.md"  # the campaign and targeting-spec reference
@@ -105,7 +106,7 @@ def empty_campaign_files(rules: str) -> list[Path]:
 
 
 def warn(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr)
+    progress.write(f"warning: {message}")  # above any progress bar, not into it
 
 
 def warn_empty_campaign_files(rules: str) -> None:
