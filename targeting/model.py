@@ -536,7 +536,7 @@ def read_log(path: str | Path, tx: Taxonomy, categories: dict[str, str]) -> dict
         raise TargetingError(f"{p} is not a readable Parquet file: {e}", path="log") from None
     for col in ("campaign_id", "clicked"):
         if col not in table.column_names:
-            raise TargetingError(f"the click log has no {col!r} column (contract §5: request columns, "
+            raise TargetingError(f"the click log has no {col!r} column (a click log has the request columns, "
                                  "campaign_id, clicked 0/1)", path=col, code="missing_column")
     clicked = table.column("clicked")
     if clicked.null_count:

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from ..errors import RulesError
+from ..errors import RulesError, TargetingError
 from ..progress import Progress
 from . import inputs
 from .inputs import CAMPAIGN_DOCS, UsageError
@@ -139,7 +139,13 @@ def cmd_train(a: argparse.Namespace) -> int:
         raise UsageError("train needs scikit-learn: pip install 'targeting[train]'", path="train") from None
     from .. import model
 
-    emit(model.train(log, rules_dir=a.rules, out_dir=a.out, progress=not a.quiet))
+    try:
+        metrics = model.train(log, rules_dir=a.rules, out_dir=a.out, progress=not a.quiet)
+    except TargetingError as e:
+        if e.code in ("missing_column", "one_class") or e.path == "log":  # the log's fault: name it
+            raise UsageError(f"{log}: {e.message}", path="LOG") from None
+        raise
+    emit(metrics)
     return 0
 
 

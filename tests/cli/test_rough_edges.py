@@ -205,3 +205,13 @@ def test_internal_errors_are_one_line_too(rules: Path, run: Run, monkeypatch: py
     assert code == 1 and err == ("error: internal error ZeroDivisionError: oops "
                                  "(run with --verbose for the traceback)\n")
 
+
+
+def test_train_on_a_log_without_clicks_names_the_file(tmp_path: Path, rules: Path, run: Run) -> None:
+    import pyarrow as pa
+
+    log = tmp_path / "requests.parquet"
+    pq.write_table(pa.table({"user_id": ["u1"], "campaign_id": ["acme-spring"]}), log)
+    code, _, err = run("train", log, "--out", tmp_path / "m", "--rules", rules)
+    assert code == 2 and err == (f"error: LOG: {log}: the click log has no 'clicked' column (a click log has the "
+                                 "request columns, campaign_id, clicked 0/1)\n")
