@@ -87,6 +87,14 @@ class Progress:
             if self._bar is not None:
                 self._bar.update(int(n))
 
+    def set_total(self, total: int) -> None:
+        """Learn the total once the job knows it (a Dask export learns it from its first shard)."""
+        with self._lock:
+            self.total = max(int(total), 0)
+            if self._bar is not None:
+                self._bar.total = self.total
+                self._bar.refresh()
+
     def status(self, text: str) -> None:
         """Text shown after the bar (a stage name, a count of rejected rows)."""
         if self._bar is not None:

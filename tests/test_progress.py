@@ -63,3 +63,12 @@ def test_close_all_ends_the_line_before_an_error() -> None:
     bar.update(3)
     close_all()
     assert not bar.visible and s.getvalue().endswith("\n")
+
+
+def test_total_learned_late() -> None:
+    s = Terminal()
+    with Progress("export", unit="ids", stream=s) as bar:
+        bar.update(500)
+        bar.set_total(2000)
+        bar.update(1500)
+    assert "2.00k/2.00k" in s.getvalue() and bar.total == 2000

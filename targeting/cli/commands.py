@@ -89,15 +89,17 @@ def cmd_reach(a: argparse.Namespace) -> int:
 
 def cmd_export(a: argparse.Namespace) -> int:
     spec = inputs.read_spec(a.spec)
-    fmt = inputs.export_format(a.out, a.format)
-    if Path(a.out).is_dir():
+    # locally --out is one file; on Dask a directory of part-NNNNN files
+    fmt = inputs.export_format(a.out, a.format, default="parquet" if a.scheduler else None)
+    if Path(a.out).is_dir() and not a.scheduler:
         raise UsageError(f"{a.out} is a directory; --out names the file to write", path="--out")
     engine = load_engine(a.rules, _audience_profiles(a), a.store, None, progress=not a.quiet)
     client = inputs.scheduler(a.scheduler)
     bar = Progress("export", unit="ids", enabled=client is not None and not a.quiet)
 
     def shards_done(done: int, total: int) -> None:  # the Dask path reports whole shards
-        bar.total = total
+        if bar.total != total:
+            bar.set_total(total)
         bar.update(done - bar.done)
 
     try:

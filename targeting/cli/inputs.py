@@ -232,14 +232,17 @@ def whole(minimum: int, maximum: int | None = None) -> Callable[[str], int]:
     return parse
 
 
-def export_format(out: str, fmt: str | None) -> str:
-    """The export format: ``--format``, else ``--out``'s suffix (.parquet/.pq or .csv)."""
+def export_format(out: str, fmt: str | None, default: str | None = None) -> str:
+    """The export format: ``--format``, else ``--out``'s suffix (.parquet/.pq or .csv), else
+    ``default`` (a Dask export writes a directory of parts, often named without a suffix)."""
     suffix = Path(out).suffix.lower()
     by_suffix = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv"}.get(suffix)
     if fmt is not None:
         if by_suffix is not None and by_suffix != fmt:
             raise UsageError(f"--format {fmt} does not match the file name {out}", path="--out")
         return fmt
+    if by_suffix is None and default is not None:
+        return default
     if by_suffix is None:
         raise UsageError(f"cannot tell the format of {out}: name it .parquet or .csv, or pass --format",
                          path="--out")

@@ -94,7 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--compact", action="store_true", help="one-line JSON")
         else:
             s.add_argument("--out", required=True, metavar="PATH",
-                           help="file to write: .parquet or .csv (another name needs --format)")
+                           help="file to write: .parquet or .csv (another name needs --format); "
+                                "with --scheduler, a directory of part files")
             s.add_argument("--format", choices=["parquet", "csv"], help="default: from --out's suffix")
             s.add_argument("--hash-salt", help="write salted SHA-256 of user ids instead of the ids")
             s.add_argument("--min-size", type=whole(0), default=0, help="refuse audiences smaller than this")

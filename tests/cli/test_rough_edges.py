@@ -215,3 +215,24 @@ def test_train_on_a_log_without_clicks_names_the_file(tmp_path: Path, rules: Pat
     code, _, err = run("train", log, "--out", tmp_path / "m", "--rules", rules)
     assert code == 2 and err == (f"error: LOG: {log}: the click log has no 'clicked' column (a click log has the "
                                  "request columns, campaign_id, clicked 0/1)\n")
+
+
+def test_export_on_a_dask_cluster_with_a_bar(tmp_path: Path, rules: Path, profiles: Path, run: Run,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    distributed = pytest.importorskip("distributed")
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  dashboard_address=":0") as cluster:
+        term = Terminal()
+        monkeypatch.setattr(sys, "stderr", term)
+        code, out, _ = run("export", "{}", "--out", tmp_path / "aud", "--rules", rules, "--profiles", profiles,
+                           "--scheduler", cluster.scheduler_address)
+    assert code == 0 and out.startswith("wrote 2000 users"), term.getvalue()
+    assert "export: 100%" in term.getvalue()
+    parts = sorted((tmp_path / "aud").glob("part-*.parquet"))
+    assert parts and sum(pq.read_metadata(p).num_rows for p in parts) == 2000
