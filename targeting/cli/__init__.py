@@ -45,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except OSError as e:
         close_all()
-        _fail(e.filename, e.strerror or str(e) or type(e).__name__)
+        _fail(str(e.filename) if e.filename else None, e.strerror or str(e) or type(e).__name__)
         return 2
     except KeyboardInterrupt:
         close_all()

@@ -20,6 +20,7 @@ from .inputs import CAMPAIGN_DOCS, whole
 from .serve import cmd_serve
 
 DEFAULT_RULES = "rules/"
+DEMO = "the generated demo population, made on first use under $TARGETING_HOME/demo (./var/demo)"
 SPEC_HELP = f"targeting spec: a YAML/JSON file, - for stdin, or inline YAML/JSON (format: {CAMPAIGN_DOCS})"
 REQUEST_COLUMNS = "request_id, user_id, ts, province, city, gender, age, tags, scene, slot"
 
@@ -37,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     def command(name: str, fn: Callable[[argparse.Namespace], int], help_: str,
-                *, rules: bool = True, profiles: bool = False, store: bool = False, quiet: bool = True,
+                *, rules: bool = True, profiles: str | None = None, store: bool = False, quiet: bool = True,
                 parent: Any = None) -> argparse.ArgumentParser:
         sp = (parent or sub).add_parser(name, help=help_, description=help_,
                                         epilog=f"Campaign files and targeting specs: {CAMPAIGN_DOCS}.")
@@ -45,8 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
         if rules:
             sp.add_argument("--rules", default=DEFAULT_RULES, metavar="DIR",
                             help="rules directory with taxonomy/ and campaigns/ (default: rules/)")
-        if profiles:
-            sp.add_argument("--profiles", metavar="PATH", help="profiles Parquet file or directory of shards")
+        if profiles is not None:
+            sp.add_argument("--profiles", metavar="PATH",
+                            help=f"profiles Parquet file or directory of shards (default: {profiles})")
         if store:
             sp.add_argument("--store", metavar="URL",
                             help="state store: memory:// (default) or redis://host:port/db")
@@ -55,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
                             help="no progress bars (they are drawn only on a terminal anyway)")
         return sp
 
-    s = command("serve", cmd_serve, "Serve the HTTP API (endpoints: /docs once it runs).", profiles=True,
+    s = command("serve", cmd_serve, "Serve the HTTP API (endpoints: /docs once it runs).", profiles=DEMO,
                 store=True, quiet=False)
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     s.add_argument("--port", type=whole(1, 65535), default=8000, help="port (default 8000)")
@@ -73,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
             quiet=False)
 
     s = command("decide", cmd_decide, "Decide one request (JSON object), or a list / JSON lines of them.",
-                profiles=True, store=True)
+                profiles="none: requests carry their attributes", store=True)
     s.add_argument("request", nargs="?", default="-", metavar="REQUEST",
                    help="a JSON file, - for stdin (the default), or inline JSON")
     s.add_argument("--model", metavar="DIR", help="click model directory")
@@ -82,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, fn, help_ in (("reach", cmd_reach, "Exact audience size of a spec (operator view)."),
                             ("export", cmd_export, "Write the audience of a spec to Parquet or CSV.")):
-        s = command(name, fn, help_, profiles=True, store=True)
+        s = command(name, fn, help_, profiles=DEMO, store=True)
         s.add_argument("spec", metavar="SPEC", help=SPEC_HELP)
         s.add_argument("--advertiser", help="whose retargeting events the spec may use")
         s.add_argument("--no-demo", action="store_true",
@@ -90,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "reach":
             s.add_argument("--breakdown", action="append", default=[], metavar="DIMS",
                            help="break counts down by province, city, gender, age or tag: "
-                                "'province,gender' or repeat the flag")
+                                "'province,gender' or repeat the flag; places and tags come keyed by "
+                                "code, with their names in breakdown_names")
             s.add_argument("--compact", action="store_true", help="one-line JSON")
         else:
             s.add_argument("--out", required=True, metavar="PATH",
@@ -101,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--min-size", type=whole(0), default=0, help="refuse audiences smaller than this")
             s.add_argument("--scheduler", metavar="ADDR", help="Dask scheduler address (needs targeting[dask])")
 
-    s = command("score", cmd_score, "Decide a Parquet file of requests in batch.", profiles=True, store=True)
+    s = command("score", cmd_score, "Decide a Parquet file of requests in batch.",
+                profiles="none: requests carry their attributes", store=True)
     s.add_argument("requests_pos", nargs="?", metavar="REQUESTS",
                    help=f"requests Parquet file or directory; columns {REQUEST_COLUMNS}")
     s.add_argument("--requests", metavar="PATH", help="the same, as an option")
