@@ -119,6 +119,7 @@ def cmd_score(a: argparse.Namespace) -> int:
 
     requests = _one(a.requests_pos, a.requests, "REQUESTS")
     inputs.parquet(requests, "REQUESTS", recursive=True)
+    inputs.warn_empty_campaign_files(inputs.rules_dir(a.rules))
     engine = load_engine(a.rules, a.profiles, a.store, a.model, progress=not a.quiet)
     client = inputs.scheduler(a.scheduler)
     try:
