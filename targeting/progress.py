@@ -7,9 +7,12 @@ piped, redirected or under ``--quiet`` a job prints nothing but its result. The
 label comes first and ``total`` is keyword-only, so the two cannot be swapped.
 ``update`` may be called from worker threads (shards and files report from a pool).
 
-tqdm rather than rich: the bar costs ~1.2 µs per ``update`` against ~8 µs for
-``rich.progress``, and tqdm installs 0.6 MB with no dependencies where rich brings
-pygments and markdown-it (13 MB); both import in about the same time.
+tqdm rather than rich, measured on this project's 2-core machine (200k ``update(1)``
+calls on a drawn bar, best of 3): tqdm 0.4-1.2 µs per update, ``rich.progress``
+1.7-8 µs (4-6× more, across a quiet and a loaded run); both import in 60-100 ms,
+and only when a bar is drawn. Jobs update once per batch or shard, so either cost
+is small; what decided it is tqdm's 0.6 MB with no dependencies against rich with
+pygments and markdown-it (13 MB) for a feature that is a single line on stderr.
 """
 
 from __future__ import annotations
