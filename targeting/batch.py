@@ -28,7 +28,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -36,6 +36,7 @@ import pyarrow.parquet as pq
 
 from .compiler import CampaignIndex
 from .errors import TargetingError
+from .progress import Progress
 from .request import DEFAULT_LIMIT, MAX_LIMIT
 from .scoring import ClickModel
 from .stores.base import StateStore
@@ -51,45 +52,6 @@ OUTPUT_SCHEMA = pa.schema([
 # dictionary-encode the columns with few distinct values only: hashing every request_id
 # cost more than the rest of writing (request ids repeat on adjacent rows; snappy packs them)
 WRITE_OPTIONS: dict[str, Any] = {"use_dictionary": ["rank", "campaign_id"]}
-
-
-class Progress:
-    """A one-line progress report on stderr (``label: done/total rows, rate``), at most
-    every half second; silent when ``enabled`` is false."""
-
-    def __init__(self, label: str, total: int | None, *, enabled: bool = True, stream: TextIO | None = None):
-        self.label = label
-        self.total = total
-        self.enabled = enabled
-        self.stream = stream or sys.stderr
-        self.done = 0
-        self.start = time.perf_counter()
-        self._last = 0.0
-        self._written = -1  # ``done`` at the last line written
-
-    def update(self, n: int) -> None:
-        self.done += n
-        now = time.perf_counter()
-        if self.enabled and now - self._last >= 0.5:
-            self._last = now
-            self._write(final=False)
-
-    def close(self) -> None:
-        if self.enabled and (self.stream.isatty() or self._written != self.done):
-            self._write(final=True)
-
-    def _write(self, final: bool) -> None:
-        elapsed = max(time.perf_counter() - self.start, 1e-9)
-        of = f"/{self.total:,}" if self.total else ""
-        pct = f" {100 * self.done / self.total:5.1f}%" if self.total else ""
-        line = f"{self.label}: {self.done:,}{of} rows{pct}  {self.done / elapsed:,.0f} rows/s  {elapsed:.1f}s"
-        self._written = self.done
-        tty = self.stream.isatty()
-        if tty:
-            self.stream.write("\r" + line + ("\n" if final else ""))
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
 
 
 # ------------------------------------------------------------------ the work
@@ -220,7 +182,7 @@ def score(
     job = Job(engine.taxonomy, engine.index, engine.model, _state_for_batch(engine.store, engine.index),
               engine.profiles, float(engine.clock()), limit, float(floor_cpm))
     total = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
-    bar = Progress("score", total, enabled=progress)
+    bar = Progress("score", total=total, enabled=progress)
     t0 = time.perf_counter()
     out = Path(out_path)
     if scheduler is None:

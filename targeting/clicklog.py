@@ -295,14 +295,14 @@ def generate_requests(out: str | Path, rows: int, *, taxonomy: Taxonomy, seed: i
     Timestamps fall in the ``days`` days before ``end`` (default now). Returns the path."""
     if rows < 1:
         raise TargetingError("rows must be >= 1", path="rows")
-    from .batch import Progress
+    from .progress import Progress
 
     rng = np.random.default_rng(seed)
     users = _Users(max(100, rows // 10), taxonomy, rng, seed)
     end = _end_default() if end is None else end
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    bar = Progress("requests", rows, enabled=progress)
+    bar = Progress("requests", total=rows, enabled=progress)
     writer = None
     try:
         for first in range(0, rows, CHUNK):
@@ -328,9 +328,9 @@ def generate_log(out: str | Path, rows: int, *, engine: Any, seed: int = 0, days
     docstring). Returns ``{"path", "rows", "clicks", "ctr", "truth_mean_ctr",
     "ineligible_rows", "campaigns"}``.
     """
-    from .batch import Progress
     from .batchmatch import apply_store_checks, eligible_pairs, match_block
     from .batchrequests import clocks, parse_requests
+    from .progress import Progress
 
     if rows < 1:
         raise TargetingError("rows must be >= 1", path="rows")
@@ -347,7 +347,7 @@ def generate_log(out: str | Path, rows: int, *, engine: Any, seed: int = 0, days
         fallback = np.arange(index.n_campaigns)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    bar = Progress("click log", rows, enabled=progress)
+    bar = Progress("click log", total=rows, enabled=progress)
     clicks = ineligible = 0
     ctr_sum = 0.0
     writer = None

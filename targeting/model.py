@@ -52,6 +52,7 @@ import numpy as np
 
 from .compiler import CampaignIndex
 from .errors import TargetingError
+from .progress import Progress
 from .request import Request
 from .taxonomy import UNKNOWN, Taxonomy, gender_index
 
@@ -395,7 +396,16 @@ def train(
     ``truth_auc``/``truth_log_loss`` of the log's ``true_ctr`` on the same rows
     when present, ``base_log_loss`` (a constant CTR), row and click counts.
     """
-    import sys
+    # three steps, each named on the bar: the log read, the fit, the calibration and metrics
+    with Progress("train", total=3, unit="steps", enabled=progress) as bar:
+        return _train(log_path, rules_dir=rules_dir, out_dir=out_dir, holdout=holdout, calibration=calibration,
+                      C=C, seed=seed, bar=bar)
+
+
+def _train(
+    log_path: str | Path, *, rules_dir: str | Path, out_dir: str | Path, holdout: float,
+    calibration: float, C: float, seed: int, bar: Progress,
+) -> dict[str, Any]:
     import time
 
     from sklearn.linear_model import LogisticRegression
@@ -404,15 +414,18 @@ def train(
     from .rules import load_rules
 
     t0 = time.perf_counter()
-    say = (lambda msg: print(f"train: {msg}", file=sys.stderr, flush=True)) if progress else (lambda msg: None)
+
+    def say(msg: str) -> None:
+        bar.status(msg)
+        bar.update(1)
+
     from .taxonomy import Taxonomy as _Tx
 
     tx = _Tx.load(Path(rules_dir) / "taxonomy")
     ruleset = load_rules(rules_dir, tx)
     data = read_log(log_path, tx, {c.id: c.category for c in ruleset.campaigns})
     n = data["clicked"].size
-    say(f"{n:,} rows, {int(data['clicked'].sum()):,} clicks, {len(data['campaign_ids'])} campaigns"
-        f" ({time.perf_counter() - t0:.1f}s)")
+    say(f"read {n:,} rows, {int(data['clicked'].sum()):,} clicks")
     if not 0 < holdout < 1 or not 0 <= calibration < 1:
         raise TargetingError("holdout is in (0, 1) and calibration in [0, 1)", path="holdout")
     spec = FeatureSpec.of(tx)
@@ -427,7 +440,7 @@ def train(
         if part.size == 0 or y[part].min() == y[part].max():
             raise TargetingError(f"the {name} rows have only one label; the log needs clicks and non-clicks",
                                  path="clicked", code="one_class")
-    say(f"fitting logistic regression on {fit.size:,} rows x {X.shape[1]:,} features")
+    say(f"fitting {fit.size:,} rows x {X.shape[1]:,} features")
     lr = LogisticRegression(C=C, max_iter=300, tol=1e-6)
     lr.fit(X[fit], y[fit])
     n_cat, n_camp = len(spec.categories), len(data["campaign_ids"])
@@ -470,15 +483,8 @@ def train(
     metrics["version"] = info["version"]
     metrics["model_dir"] = str(out_dir)
     metrics["seconds"] = round(time.perf_counter() - t0, 2)
-    say(_metrics_line(metrics))
+    say(f"held-out AUC {metrics['auc']:.4f}")
     return metrics
-
-
-def _metrics_line(m: dict[str, Any]) -> str:
-    line = f"held-out AUC {m['auc']:.4f}, log-loss {m['log_loss']:.5f} (constant CTR: {m['base_log_loss']:.5f})"
-    if "truth_auc" in m:
-        line += f"; ground truth on the same rows: AUC {m['truth_auc']:.4f}, log-loss {m['truth_log_loss']:.5f}"
-    return line
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -530,7 +536,7 @@ def read_log(path: str | Path, tx: Taxonomy, categories: dict[str, str]) -> dict
         raise TargetingError(f"{p} is not a readable Parquet file: {e}", path="log") from None
     for col in ("campaign_id", "clicked"):
         if col not in table.column_names:
-            raise TargetingError(f"the click log has no {col!r} column (contract §5: request columns, "
+            raise TargetingError(f"the click log has no {col!r} column (a click log has the request columns, "
                                  "campaign_id, clicked 0/1)", path=col, code="missing_column")
     clicked = table.column("clicked")
     if clicked.null_count:

@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from .audience.progress import Progress
+from .progress import Progress
 from .taxonomy import Taxonomy
 
 SCHEMA = pa.schema([
@@ -210,7 +210,7 @@ def generate_population(out: str | Path, users: int, *, taxonomy: Taxonomy, seed
             writer = pq.ParquetWriter(tmp, SCHEMA, compression="zstd")
         else:
             tmp.mkdir(parents=True)
-        with Progress(users, "population", enabled=progress, unit="users") as bar:
+        with Progress("population", total=users, unit="users", enabled=progress) as bar:
             start = 0
             shard = 0
             while start < users or (start == 0 and users == 0):

@@ -28,9 +28,9 @@ import pyarrow.parquet as pq
 from pyroaring import BitMap
 
 from ..errors import TargetingError
+from ..progress import Progress
 from ..spec import Clause, Spec
 from .index import AudienceIndex, Shard, ids_to_arrow
-from .progress import Progress
 from .reach import Evaluator
 
 FORMATS = ("parquet", "csv")
@@ -120,7 +120,7 @@ def export(index: AudienceIndex, spec: Spec, path: str | Path, *, advertiser: st
 
     try:
         # two-stage pipeline: gather ids of the next chunk while the writer encodes this one
-        with Progress(total, "export", enabled=progress, unit="ids") as bar, ThreadPoolExecutor(1) as pool:
+        with Progress("export", total=total, unit="ids", enabled=progress) as bar, ThreadPoolExecutor(1) as pool:
             pending = None
             for k, last, part, size in chunks():
                 nxt = pool.submit(_ids_of, index.shards[k], part, hash_salt)

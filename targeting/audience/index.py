@@ -43,10 +43,10 @@ import pyarrow as pa
 from pyroaring import BitMap
 
 from ..errors import TargetingError
+from ..progress import Progress
 from ..spec import Clause, Spec
 from ..taxonomy import AGE_DOMAIN, GENDERS, Taxonomy
 from .load import Columns, profile_files, read_profiles
-from .progress import Progress
 
 log = logging.getLogger("targeting.audience")
 FORMAT = 2
@@ -221,7 +221,7 @@ class AudienceIndex:
         di_fill = float(known.mean()) if known.size else 0.0
         bounds = list(range(0, n, shard_rows)) or [0]
         spans = [(lo, min(lo + shard_rows, n)) for lo in bounds]
-        with Progress(n, "index", enabled=progress) as bar, ThreadPoolExecutor(max(1, workers)) as pool:
+        with Progress("index", total=n, unit="users", enabled=progress) as bar, ThreadPoolExecutor(max(1, workers)) as pool:
             def one(span: tuple[int, int]) -> Shard:
                 s = Shard.build(columns, span[0], span[1], taxonomy, di_fill)
                 bar.update(span[1] - span[0])

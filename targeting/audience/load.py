@@ -23,8 +23,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..errors import TargetingError
+from ..progress import Progress
 from ..taxonomy import GENDERS, MAX_AGE, Taxonomy
-from .progress import Progress
 
 MAX_EXAMPLES = 5
 
@@ -214,7 +214,7 @@ def read_profiles(path: str | Path, taxonomy: Taxonomy, *, on_error: str = "skip
     kept = 0
     seen = 0
     # files in parallel (Arrow decoding and numpy release the GIL), results in file order
-    with Progress(total, "profiles", enabled=progress) as bar, ThreadPoolExecutor(2) as pool:
+    with Progress("profiles", total=total, enabled=progress) as bar, ThreadPoolExecutor(2) as pool:
         for parts, mine, n_rows in pool.map(lambda fc: read_file(fc[0], fc[1], bar), zip(files, schemas)):
             for reason, n in mine.rows.items():
                 probs.rows[reason] = probs.rows.get(reason, 0) + n

@@ -100,6 +100,8 @@ def advertiser_view(answer: dict[str, Any], spec_key: str, *, secret: bytes | No
         dim: {value: show(n, f"breakdown|{dim}|{value}") for value, n in cells.items()}
         for dim, cells in (answer.get("breakdown") or {}).items()
     }
+    if "breakdown_names" in answer:  # taxonomy labels of the cells' keys: nothing to protect
+        out["breakdown_names"] = answer["breakdown_names"]
     out["population"] = round_sig(answer["population"])
     if answer.get("funnel") is not None:
         out["funnel"] = [{"step": s["step"], "users": show(s["users"], f"funnel|{i}|{s['step']}")}

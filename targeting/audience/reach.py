@@ -210,6 +210,19 @@ class Evaluator:
             out["tag"] = {t: int(n) for t, n in zip(tx.tag_ids, counts.tolist()) if n}
         return {d: out[d] for d in dims}
 
+    def breakdown_names(self, breakdown: dict[str, dict[str, Any]]) -> dict[str, dict[str, str]]:
+        """``{dim: {value: name}}`` for the coded values of ``breakdown``: places by adcode
+        (``"440000": "广东省"``, ``"440300": "深圳市"``) and tags (``"investor": "投资理财"``);
+        gender, age bands and ``unknown`` name themselves."""
+        tx = self.index.taxonomy
+        names: dict[str, dict[str, str]] = {}
+        for dim, cells in breakdown.items():
+            if dim in ("province", "city"):
+                names[dim] = {v: tx.places[int(v)].name for v in cells if v.isdigit() and int(v) in tx.places}
+            elif dim == "tag":
+                names[dim] = {v: tx.tags[v] for v in cells if v in tx.tags}
+        return names
+
     def funnel(self, spec: Spec) -> list[dict[str, Any]]:
         steps: list[dict[str, Any]] = [{"step": "population", "users": self.index.population}]
         fields: dict[str, Any] = {}
@@ -254,6 +267,10 @@ def reach(index: AudienceIndex, spec: Spec, *, breakdown: Sequence[str] = (), ad
     ``funnel``: users left after each top-level dimension in order;
     ``audience_key``: a digest of the matched set for :func:`privacy.advertiser_view`
     (computed by default when ``advertiser`` is given).
+
+    Breakdown cells are keyed by code (adcode, tag id); with a ``province``, ``city``
+    or ``tag`` breakdown the answer also has ``breakdown_names``, the same keys mapped
+    to their names: ``{"province": {"440000": "广东省"}}``.
     """
     if isinstance(breakdown, str) or not isinstance(breakdown, Sequence):
         raise TargetingError("breakdown is a list of dimensions", path="breakdown")
@@ -269,14 +286,18 @@ def reach(index: AudienceIndex, spec: Spec, *, breakdown: Sequence[str] = (), ad
     clauses = ev.clauses(spec)
     sels = ev.select(clauses)
     users = sum(s.count() for s in sels)
+    cells = ev.breakdown(list(dict.fromkeys(breakdown)), sels)
     answer: dict[str, Any] = {
         "users": users,
         "below_threshold": False,
         "est_daily_impressions": round(ev.est_daily_impressions(clauses, sels), 1),
-        "breakdown": ev.breakdown(list(dict.fromkeys(breakdown)), sels),
+        "breakdown": cells,
         "population": index.population,
         "funnel": ev.funnel(spec) if funnel else None,
     }
+    names = ev.breakdown_names(cells)
+    if names:
+        answer["breakdown_names"] = names
     notes = []
     if _uses(spec, "scene_include") or _uses(spec, "scene_exclude"):
         notes.append("scene constrains impressions, not users: ignored in user counts")

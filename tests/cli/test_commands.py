@@ -1,4 +1,4 @@
-"""The ``targeting`` command: exit codes, one-line errors, no tracebacks for bad input."""
+"""The ``targeting`` commands on good input, and their exit codes."""
 
 from __future__ import annotations
 
@@ -6,29 +6,15 @@ import io
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
 from targeting.cli import main
 
-REPO = Path(__file__).resolve().parents[1]
-GOOD = [
-    {"id": "acme-spring", "advertiser": "acme", "bid": {"cpm": 12.5}, "category": "auto",
-     "targeting": {"geo": {"include": ["广东"]}, "gender": "female"}},
-    {"id": "bobco-cpc", "advertiser": "bobco", "bid": {"cpc": 0.8}, "category": "finance",
-     "targeting": {"age": [[20, 40]]}},
-]
-
-
-def rules(root: Path, campaigns: Any = GOOD) -> Path:
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "taxonomy").symlink_to(REPO / "rules" / "taxonomy")
-    (root / "campaigns").mkdir()
-    (root / "campaigns" / "c.yaml").write_text(yaml.safe_dump(campaigns, allow_unicode=True), encoding="utf-8")
-    return root
+from .conftest import GOOD, REPO
+from .conftest import make_rules as rules
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -56,7 +42,7 @@ def test_validate_lists_every_error(tmp_path: Path, capsys: pytest.CaptureFixtur
                ("c.yaml: x1: targeting.geo.include[0]: unknown place" in line) for line in lines)
     assert any("c.yaml: x1: targeting.age[0]: inverted age range" in line for line in lines)
     assert any("c.yaml: x2: category: unknown category 'cars'" in line for line in lines)
-    assert lines[-1] == "3 error(s); nothing loaded"
+    assert lines[-1] == "3 error(s); nothing loaded (campaign format: docs/campaigns.md)"
 
 
 def test_validate_without_taxonomy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -84,7 +70,7 @@ def test_decide_from_file_and_stdin(tmp_path: Path, capsys: pytest.CaptureFixtur
     ('{"user_id": "u1", "age": -3}', "error: age: age is a whole number"),
     ('{"user_id": "u1", "ts": "2026-11-24T10:00:00"}', "error: ts: ts '2026-11-24T10:00:00' has no time zone"),
     ('{"user_id": "u1", "geo": {"city": "atlantis"}}', "error: geo.city: unknown place 'atlantis'"),
-    ("{not json", "error: request: the request is not JSON"),
+    ("{not json", "error: REQUEST: stdin is not JSON"),
 ], ids=["age", "ts-zone", "city", "json"])
 def test_decide_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
                           text: str, needle: str) -> None:
@@ -94,9 +80,9 @@ def test_decide_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str], mo
     assert err.startswith(needle) and len(err.strip().splitlines()) == 1
 
 
-def test_reach_without_profiles_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run(capsys, "reach", "--rules", str(rules(tmp_path / "r")), '{"gender": "female"}')
-    assert code == 2 and "no profiles loaded" in err
+def test_reach_without_profiles_or_demo_says_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "reach", "--rules", str(rules(tmp_path / "r")), '{"gender": "female"}', "--no-demo")
+    assert code == 2 and err.startswith("error: --profiles: no profiles: pass --profiles PATH")
 
 
 def test_reach_bad_spec(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -139,14 +125,28 @@ def test_real_exit_code_and_no_traceback(tmp_path: Path) -> None:
     assert p.stderr.strip() == "error: age: age is a whole number of years 0..120, not 'old'"
 
 
-def test_events_load(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("targeting.events")
+EVENTS = (f'{{"user_id": "u1", "advertiser": "acme", "event": "visit", "ts": {time.time() - 3600:.0f}}}\n'
+          '{"user_id": "", "advertiser": "nobody", "event": "visit"}\n')
+
+
+def test_events_load_dry_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     f = tmp_path / "events.jsonl"
-    f.write_text('{"user_id": "u1", "advertiser": "acme", "event": "visit", "ts": "2026-01-01T09:00:00+08:00"}\n'
-                 '{"user_id": "", "advertiser": "nobody", "event": "visit"}\n')
-    code, out, err = run(capsys, "events", "load", "--rules", str(rules(tmp_path / "r")), str(f), "--quiet")
+    f.write_text(EVENTS)
+    code, out, err = run(capsys, "events", "load", "--rules", str(rules(tmp_path / "r")), str(f), "--dry-run")
+    assert code == 0 and out.strip() == f"checked 1 events from {f}; 1 row(s) rejected"
+    assert f"warning: {f}: events[1].user_id:" in err
+
+
+@pytest.mark.redis
+def test_events_load_into_redis(tmp_path: Path, capsys: pytest.CaptureFixture[str], fresh_redis: str) -> None:
+    from targeting.stores import open_store
+
+    f = tmp_path / "events.jsonl"
+    f.write_text(EVENTS)
+    code, out, _ = run(capsys, "events", "load", "--rules", str(rules(tmp_path / "r")), str(f), "--store", fresh_redis)
     assert code == 0 and out.strip() == f"loaded 1 events from {f}; 1 row(s) rejected"
-    assert f"{f}: events[1].user_id:" in err
+    store = open_store(fresh_redis)
+    assert "u1" in store.users_with_events("acme", {"visit"}, 0.0)
 
 
 def test_gen_population(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
