@@ -224,6 +224,10 @@ def create_app(engine: Engine, settings: Settings | None = None) -> FastAPI:
     async def reach(request: Request) -> Response:
         who = state.principal(request)
         who.allow("advertiser")
+        with state.pool.slot(_caller(who)):  # taken before the body is read: a refusal costs nothing
+            return await reach_admitted(who, request)
+
+    async def reach_admitted(who: Principal, request: Request) -> Response:
         body = await read_json(request, SPEC_BODY_BYTES)
         _only(body, ("targeting", "advertiser", "breakdown", "funnel", "overlap"))
         advertiser, raw = state.raw_spec(who, body)
@@ -238,13 +242,17 @@ def create_app(engine: Engine, settings: Settings | None = None) -> FastAPI:
             _, overlap = state.raw_spec(who, {"targeting": body["overlap"], "advertiser": advertiser}, "overlap")
         q = ReachQuery(raw, advertiser, tuple(breakdown), funnel, overlap, exact=who.exact_reach,
                        secret=settings.privacy_secret, now=engine.clock())
-        return JSONResponse(await state.pool.reach(_caller(who, advertiser), q))
+        return JSONResponse(await state.pool.reach(q))
 
     @app.post("/v1/audiences/export", tags=["audiences"], status_code=202,
               openapi_extra=schemas.body(schemas.EXPORT), summary="Start an audience export job")
     async def export(request: Request) -> Response:
         who = state.principal(request)
         who.allow("advertiser")
+        with state.pool.slot(_caller(who)):
+            return await export_admitted(who, request)
+
+    async def export_admitted(who: Principal, request: Request) -> Response:
         body = await read_json(request, SPEC_BODY_BYTES)
         _only(body, ("targeting", "advertiser", "format", "hash_salt"))
         advertiser, raw = state.raw_spec(who, body)
@@ -257,10 +265,9 @@ def create_app(engine: Engine, settings: Settings | None = None) -> FastAPI:
         # parsed (and the export policy checked) on a worker thread: a bad spec is a 4xx now
         start = state.jobs().start
         if who.role == "advertiser":  # advertisers download only their first-party audiences
-            job = await state.pool.run(_caller(who, advertiser), lambda: start(
-                engine, raw, advertiser, fmt, salt, first_party_only=True))
+            job = await state.pool.run(lambda: start(engine, raw, advertiser, fmt, salt, first_party_only=True))
         else:
-            job = await state.pool.run(_caller(who, advertiser), start, engine, raw, advertiser, fmt, salt)
+            job = await state.pool.run(start, engine, raw, advertiser, fmt, salt)
         return JSONResponse(_public_job(job, who.exact_reach), status_code=202)
 
     @app.get("/v1/audiences/export/{job}", tags=["audiences"],
@@ -447,9 +454,9 @@ def _rule_advertisers(raw: Any, path: str) -> list[tuple[str, Any]]:
     return found
 
 
-def _caller(who: Principal, advertiser: str | None) -> str:
-    """Whose share of the audience workers a request uses."""
-    return f"advertiser:{who.advertiser}" if who.role == "advertiser" else f"{who.role}:{advertiser or ''}"
+def _caller(who: Principal) -> str:
+    """Whose share of the audience workers a request uses (known before the body is read)."""
+    return who.describe()
 
 
 def _public_job(job: Mapping[str, Any], exact: bool = True) -> dict[str, Any]:

@@ -5,7 +5,9 @@ environment the CLI set (``TARGETING_RULES``, ``TARGETING_PROFILES``,
 ``TARGETING_STORE``, ``TARGETING_MODEL``, ``TARGETING_AUTH``, ``TARGETING_BENCH``,
 ``TARGETING_OFFLOAD``, ``TARGETING_RELOAD_SIGNAL`` (a file the workers share, see
 workers.py), ``TARGETING_PRIVACY_SECRET`` (hex; the CLI makes one per
-``serve`` so every worker adds the same noise to the same reach query)).
+``serve`` so every worker adds the same noise to the same reach query),
+``TARGETING_AUDIENCE_POOL`` (``process`` or ``thread``: where reach runs, see
+offload.py) and ``TARGETING_AUDIENCE_WORKERS``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -35,5 +38,15 @@ def from_env(env: Mapping[str, str] | None = None) -> FastAPI:
         export_dir=Path(env.get("TARGETING_HOME", "var")) / "exports",
         reload_signal=Path(env["TARGETING_RELOAD_SIGNAL"]) if env.get("TARGETING_RELOAD_SIGNAL") else None,
         close_engine=True,
+        **_audience_pool(env),
     )
     return create_app(engine, settings)
+
+
+def _audience_pool(env: Mapping[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if env.get("TARGETING_AUDIENCE_POOL"):
+        out["audience_pool"] = env["TARGETING_AUDIENCE_POOL"]
+    if env.get("TARGETING_AUDIENCE_WORKERS"):
+        out["audience_workers"] = int(env["TARGETING_AUDIENCE_WORKERS"])
+    return out

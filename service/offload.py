@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
 import shutil
 import tempfile
 from collections import Counter
@@ -42,6 +43,7 @@ log = logging.getLogger("targeting.service")
 T = TypeVar("T")
 MODES = ("thread", "process")
 QUEUE_FACTOR = 4
+NICE = 10  # scheduling priority of the worker processes, below the server's
 
 
 class Busy(TargetingError):
@@ -117,6 +119,10 @@ def _child_init(taxonomy: Any, directory: str) -> None:
     global _CHILD
     from targeting.audience import AudienceIndex
 
+    try:  # background work: when the cores are busy, the server's own process goes first
+        os.nice(NICE)
+    except OSError:
+        pass
     _CHILD = (taxonomy, AudienceIndex.load(directory, taxonomy))
 
 
@@ -211,23 +217,22 @@ class AudiencePool:
                 del self.in_flight[caller]
 
     # work --------------------------------------------------------------------
-    async def run(self, caller: str, fn: Callable[..., T], *args: Any) -> T:
-        """``fn(*args)`` on a worker thread, admitted for ``caller``."""
-        with self.slot(caller):
-            return await asyncio.get_running_loop().run_in_executor(self._thread_pool(), lambda: fn(*args))
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` on a worker thread (callers hold a :meth:`slot`)."""
+        return await asyncio.get_running_loop().run_in_executor(self._thread_pool(), lambda: fn(*args))
 
-    async def reach(self, caller: str, q: ReachQuery) -> dict[str, Any]:
+    async def reach(self, q: ReachQuery) -> dict[str, Any]:
+        """:func:`answer_reach` in a worker process, or a thread (callers hold a :meth:`slot`)."""
         eng = self.engine
-        with self.slot(caller):
-            loop = asyncio.get_running_loop()
-            if self._procs is not None and not mentions(q.targeting, "retargeting") \
-                    and not mentions(q.overlap, "retargeting"):
-                status, value = await loop.run_in_executor(self._procs, _child_reach, q)
-                if status == "error":
-                    raise _Remote(*value)
-                return value  # type: ignore[no-any-return]
-            return await loop.run_in_executor(
-                self._thread_pool(), lambda: answer_reach(eng.taxonomy, eng.audience, eng.store, q))
+        loop = asyncio.get_running_loop()
+        if self._procs is not None and not mentions(q.targeting, "retargeting") \
+                and not mentions(q.overlap, "retargeting"):
+            status, value = await loop.run_in_executor(self._procs, _child_reach, q)
+            if status == "error":
+                raise _Remote(*value)
+            return value  # type: ignore[no-any-return]
+        return await loop.run_in_executor(
+            self._thread_pool(), lambda: answer_reach(eng.taxonomy, eng.audience, eng.store, q))
 
     def metrics(self) -> dict[str, int]:
         return {**self.stats, "in_flight": sum(self.in_flight.values())}
