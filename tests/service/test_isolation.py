@@ -106,9 +106,8 @@ def test_the_pool_bounds_all_callers_together(engine: Engine) -> None:
     slots = [pool.slot(f"advertiser:a{i}") for i in range(pool.max_in_flight)]
     for s in slots:
         s.__enter__()
-    with pytest.raises(Busy):
-        with pool.slot("advertiser:late"):
-            pass
+    with pytest.raises(Busy), pool.slot("advertiser:late"):
+        pass
     for s in slots:
         s.__exit__(None, None, None)
     with pool.slot("advertiser:late"):
