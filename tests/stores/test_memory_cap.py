@@ -70,3 +70,15 @@ def test_the_cap_and_the_write_order_survive_pickling() -> None:
     assert copy.max_users == 3 and copy.users == 3
     copy.add_events([visit("d")], ttl=86400)
     assert not has_visit(copy, "a") and has_visit(copy, "d")
+
+
+def test_the_cap_is_set_by_the_store_url() -> None:
+    from targeting.stores import open_store
+    from targeting.stores.memory import DEFAULT_MAX_USERS
+
+    assert open_store(None).max_users == DEFAULT_MAX_USERS  # type: ignore[attr-defined]
+    assert open_store("memory://?max_users=5000").max_users == 5000  # type: ignore[attr-defined]
+    assert open_store("memory://?max_users=0").max_users is None  # type: ignore[attr-defined]
+    for bad in ("memory://?max_users=lots", "memory://?cap=5"):
+        with pytest.raises(ValueError):
+            open_store(bad)
