@@ -31,6 +31,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -225,9 +226,18 @@ class AudiencePool:
         """:func:`answer_reach` in a worker process, or a thread (callers hold a :meth:`slot`)."""
         eng = self.engine
         loop = asyncio.get_running_loop()
-        if self._procs is not None and not mentions(q.targeting, "retargeting") \
+        procs = self._procs
+        if procs is not None and not mentions(q.targeting, "retargeting") \
                 and not mentions(q.overlap, "retargeting"):
-            status, value = await loop.run_in_executor(self._procs, _child_reach, q)
+            try:
+                status, value = await loop.run_in_executor(procs, _child_reach, q)
+            except BrokenProcessPool:  # a worker died (killed, out of memory): start afresh
+                log.error("an audience worker process died; restarting the pool")
+                if self._procs is procs:
+                    procs.shutdown(wait=False, cancel_futures=True)
+                    self._procs = None
+                    self.start()
+                raise Busy("the audience workers were restarting; retry in a moment") from None
             if status == "error":
                 raise _Remote(*value)
             return value  # type: ignore[no-any-return]

@@ -50,3 +50,19 @@ def test_process_and_thread_pools_agree(make_client: Callable[..., TestClient], 
     # retargeting reads the in-process store: it runs on a thread, and still answers
     rt = {"targeting": {"retargeting": {"any": [{"event": "visit", "within_days": 7}]}}}
     assert procs.post("/v1/reach", json=rt, headers=bearer("acme")).status_code == 200
+
+
+def test_a_dead_worker_process_is_replaced(make_client: Callable[..., TestClient], rules_dir: Path,
+                                           profiles: Path) -> None:
+    import os
+    import signal
+
+    eng = Engine.load(rules_dir, profiles=profiles)
+    c = make_client(engine=eng, audience_pool="process", audience_workers=1)
+    assert c.post("/v1/reach", json=BODY).status_code == 200
+    pool = c.app.state.targeting.pool  # type: ignore[attr-defined]
+    for pid in list(pool._procs._processes):
+        os.kill(pid, signal.SIGKILL)
+    r = c.post("/v1/reach", json=BODY)
+    assert r.status_code in (200, 429), r.text  # 429 + Retry-After while the pool restarts
+    assert c.post("/v1/reach", json=BODY).status_code == 200
