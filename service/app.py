@@ -241,7 +241,7 @@ def create_app(engine: Engine, settings: Settings | None = None) -> FastAPI:
         if body.get("overlap") is not None:  # a second spec: how many users both reach
             _, overlap = state.raw_spec(who, {"targeting": body["overlap"], "advertiser": advertiser}, "overlap")
         q = ReachQuery(raw, advertiser, tuple(breakdown), funnel, overlap, exact=who.exact_reach,
-                       secret=settings.privacy_secret, now=engine.clock())
+                       secret=state.privacy_secret, now=engine.clock())
         return JSONResponse(await state.pool.reach(q))
 
     @app.post("/v1/audiences/export", tags=["audiences"], status_code=202,
@@ -311,6 +311,8 @@ class _State:
         self.metrics = metrics
         self.offload = (not isinstance(engine.store, MemoryStore)) if settings.offload is None else settings.offload
         self._jobs = settings.jobs
+        # one noise secret however many processes answer reach (worker processes have their own default)
+        self.privacy_secret = settings.privacy_secret or _process_secret()
         self.pool = AudiencePool(engine, mode=settings.audience_pool, workers=settings.audience_workers,
                                  per_advertiser=settings.audience_per_advertiser)
         self.signal = ReloadSignal(settings.reload_signal) if settings.reload_signal is not None else None
@@ -452,6 +454,12 @@ def _rule_advertisers(raw: Any, path: str) -> list[tuple[str, Any]]:
         for i, s in enumerate(subs):
             found.extend(_rule_advertisers(s, f"{path}.any_of[{i}]"))
     return found
+
+
+def _process_secret() -> bytes:
+    from targeting.audience.privacy import process_secret
+
+    return process_secret()
 
 
 def _caller(who: Principal) -> str:

@@ -58,6 +58,12 @@ RELATIVE_NOISE = 0.01
 _PROCESS_SECRET = os.urandom(32)  # stable within a process; pass ``secret`` to share it across workers
 
 
+def process_secret() -> bytes:
+    """This process's default noise secret; hand it to worker processes so that a query
+    gets the same noise wherever it is answered."""
+    return _PROCESS_SECRET
+
+
 def spec_key(spec: Any, taxonomy: Any = None) -> str:
     """Canonical text of a parsed spec (``Spec.to_dict``), the ``spec_key`` of :func:`advertiser_view`."""
     return json.dumps(spec.to_dict(taxonomy), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
