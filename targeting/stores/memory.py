@@ -28,6 +28,7 @@ K = TypeVar("K", bound=Hashable)
 log = logging.getLogger("targeting.stores")
 DEFAULT_MAX_USERS = 500_000
 EVICT_SHARE = 0.01  # evict this share of the cap at once when it is reached
+SCAN_CHUNK = 4096  # users_with_events holds the lock for this many users at a time
 
 
 class _Book(Generic[K]):
@@ -178,8 +179,13 @@ class MemoryStore:
         audience index uses it, via ``getattr``, to count and export retargeting audiences."""
         now = self._clock()
         with self._lock:
-            return {
-                user
-                for user, book in self._events.items()
-                if any((ts := book.live(now).get((advertiser, e))) is not None and ts >= since for e in events)
-            }
+            users = list(self._events)
+        found: set[str] = set()
+        for lo in range(0, len(users), SCAN_CHUNK):  # decide's fetch waits for one chunk at most
+            with self._lock:
+                for user in users[lo: lo + SCAN_CHUNK]:
+                    book = self._events.get(user)
+                    if book is not None and any(
+                            (ts := book.live(now).get((advertiser, e))) is not None and ts >= since for e in events):
+                        found.add(user)
+        return found

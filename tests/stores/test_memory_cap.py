@@ -82,3 +82,13 @@ def test_the_cap_is_set_by_the_store_url() -> None:
     for bad in ("memory://?max_users=lots", "memory://?cap=5"):
         with pytest.raises(ValueError):
             open_store(bad)
+
+
+def test_listing_users_scans_in_chunks_and_misses_none() -> None:
+    from targeting.stores.memory import SCAN_CHUNK
+
+    store = MemoryStore(clock=lambda: NOW, max_users=None)
+    n = 2 * SCAN_CHUNK + 5  # several chunks, the lock released between them
+    store.add_events([visit(f"u{i}", NOW - (i % 2) * 10 * 86400) for i in range(n)], ttl=30 * 86400)
+    recent = store.users_with_events("acme", {"visit"}, NOW - 86400)
+    assert recent == {f"u{i}" for i in range(0, n, 2)}
