@@ -71,7 +71,7 @@ class Settings:
     loop (``False``); ``None`` = inline only for an in-process store (module
     docstring). ``bench`` adds ``POST /v1/noop`` (benchmarks only).
     ``jobs``: an export-jobs object (default: ``targeting.audience.jobs.ExportJobs``
-    over ``export_dir`` (default: a temporary directory), made on first use). ``privacy_secret``: the noise secret of the
+    over ``export_dir`` (default: a temporary directory) with ``export_limits`` (quotas, TTL), made on first use). ``privacy_secret``: the noise secret of the
     advertiser view, shared by all workers (default: one per process).
     ``reload_signal``: a file the workers of one server share so that a reload
     reaches all of them (service/workers.py).
@@ -91,6 +91,7 @@ class Settings:
     reload_signal: Path | None = None
     close_engine: bool = False
     title: str = "targeting"
+    export_limits: Any = None
     audience_pool: str = "process"
     audience_workers: int = 2
     audience_per_advertiser: int = 2
@@ -344,7 +345,7 @@ class _State:
                 from targeting.audience.jobs import ExportJobs
             except ImportError as e:
                 raise Unavailable(f"audience exports are not available in this build ({e})") from None
-            self._jobs = ExportJobs(self.settings.export_dir)
+            self._jobs = ExportJobs(self.settings.export_dir, limits=self.settings.export_limits)
         return self._jobs
 
     def job(self, who: Principal, job_id: str) -> dict[str, Any]:

@@ -7,7 +7,9 @@ environment the CLI set (``TARGETING_RULES``, ``TARGETING_PROFILES``,
 workers.py), ``TARGETING_PRIVACY_SECRET`` (hex; the CLI makes one per
 ``serve`` so every worker adds the same noise to the same reach query),
 ``TARGETING_AUDIENCE_POOL`` (``process`` or ``thread``: where reach runs, see
-offload.py) and ``TARGETING_AUDIENCE_WORKERS``).
+offload.py) and ``TARGETING_AUDIENCE_WORKERS``, ``TARGETING_EXPORT_TTL`` (seconds a
+finished export file is kept), ``TARGETING_EXPORT_CONCURRENT`` and ``TARGETING_EXPORT_DAILY``
+(per-advertiser export job quotas; see targeting/audience/jobs.py)).
 """
 
 from __future__ import annotations
@@ -49,4 +51,11 @@ def _audience_pool(env: Mapping[str, str]) -> dict[str, Any]:
         out["audience_pool"] = env["TARGETING_AUDIENCE_POOL"]
     if env.get("TARGETING_AUDIENCE_WORKERS"):
         out["audience_workers"] = int(env["TARGETING_AUDIENCE_WORKERS"])
+    limits = {field: conv(env[name]) for name, field, conv in (
+        ("TARGETING_EXPORT_TTL", "ttl_s", float), ("TARGETING_EXPORT_CONCURRENT", "max_concurrent", int),
+        ("TARGETING_EXPORT_DAILY", "max_daily", int)) if env.get(name)}
+    if limits:
+        from targeting.audience.jobs import ExportLimits
+
+        out["export_limits"] = ExportLimits(**limits)
     return out
