@@ -42,13 +42,13 @@ from starlette.staticfiles import StaticFiles
 
 from targeting.engine import Engine, settle_heap
 from targeting.errors import NotFound, TargetingError, Unavailable
-from targeting.spec import parse_spec
 from targeting.stores.memory import MemoryStore
 
 from . import errors, schemas
 from .auth import OPEN, KeyRing, Principal
 from .errors import JSONResponse, read_json
 from .metrics import Metrics, MetricsMiddleware
+from .offload import AudiencePool, ReachQuery, install_retry_after, render_metrics
 from .workers import ReloadSignal
 
 log = logging.getLogger("targeting.service")
@@ -58,6 +58,9 @@ MAX_SPEC_DEPTH = 32
 EXPORT_FORMATS = ("parquet", "csv")
 INLINE_BATCH = 200  # decide_batch inline up to this many requests (~7 ms at 2,000 campaigns)
 HOT_ROUTES = frozenset({"/v1/decide", "/v1/decide/batch", "/v1/noop"})
+# reach/export bodies: the largest spec the parse limits allow (64 alternatives, 4,096
+# values) is ~40 KB of JSON; real ones are under 2 KB
+SPEC_BODY_BYTES = 64 << 10
 
 
 @dataclass(frozen=True)
@@ -68,11 +71,13 @@ class Settings:
     loop (``False``); ``None`` = inline only for an in-process store (module
     docstring). ``bench`` adds ``POST /v1/noop`` (benchmarks only).
     ``jobs``: an export-jobs object (default: ``targeting.audience.jobs.ExportJobs``
-    over ``export_dir`` (default: a temporary directory), made on first use). ``privacy_secret``: the noise secret of the
+    over ``export_dir`` (default: a temporary directory) with ``export_limits`` (quotas, TTL), made on first use). ``privacy_secret``: the noise secret of the
     advertiser view, shared by all workers (default: one per process).
     ``reload_signal``: a file the workers of one server share so that a reload
     reaches all of them (service/workers.py).
     ``close_engine``: close the store on shutdown.
+    ``audience_pool``: where reach runs, ``"thread"`` or ``"process"`` (service/offload.py),
+    with ``audience_workers`` workers and ``audience_per_advertiser`` requests in flight per caller.
     """
 
     auth: KeyRing | None = None
@@ -86,6 +91,10 @@ class Settings:
     reload_signal: Path | None = None
     close_engine: bool = False
     title: str = "targeting"
+    export_limits: Any = None
+    audience_pool: str = "process"
+    audience_workers: int = 2
+    audience_per_advertiser: int = 2
 
 
 def create_app(engine: Engine, settings: Settings | None = None) -> FastAPI:
@@ -104,6 +113,7 @@ def create_app(engine: Engine, settings: Settings | None = None) -> FastAPI:
                  engine.index.version, engine.index.n_campaigns, type(engine.store).__name__,
                  "in threadpool" if state.offload else "inline on the event loop")
         settle_heap()  # the index and the framework live as long as the process
+        state.pool.start()
         follower = None
         if state.signal is not None:
             follower = asyncio.create_task(state.signal.follow(engine))
@@ -120,6 +130,7 @@ def create_app(engine: Engine, settings: Settings | None = None) -> FastAPI:
                               "needs `Authorization: Bearer <key>` when the service runs with --auth.")
     app.state.targeting = state
     errors.install(app)
+    install_retry_after(app)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     limit = settings.max_body_bytes
 
@@ -192,6 +203,8 @@ def create_app(engine: Engine, settings: Settings | None = None) -> FastAPI:
         rows = engine.campaigns()
         if who.role == "advertiser":
             rows = [c for c in rows if c["advertiser"] == who.advertiser]
+        if who.role != "admin":  # a file name, never a server path
+            rows = [{**c, "source": Path(c["source"]).name} if c.get("source") else c for c in rows]
         return JSONResponse({"index_version": index.version, "count": len(rows), "campaigns": rows})
 
     @app.post("/v1/campaigns/reload", tags=["campaigns"], openapi_extra=schemas.body(schemas.EMPTY, False),
@@ -212,9 +225,13 @@ def create_app(engine: Engine, settings: Settings | None = None) -> FastAPI:
     async def reach(request: Request) -> Response:
         who = state.principal(request)
         who.allow("advertiser")
-        body = await read_json(request, limit)
+        with state.pool.slot(_caller(who)):  # taken before the body is read: a refusal costs nothing
+            return await reach_admitted(who, request)
+
+    async def reach_admitted(who: Principal, request: Request) -> Response:
+        body = await read_json(request, SPEC_BODY_BYTES)
         _only(body, ("targeting", "advertiser", "breakdown", "funnel", "overlap"))
-        advertiser, spec = state.spec(who, body)
+        advertiser, raw = state.raw_spec(who, body)
         breakdown = body.get("breakdown") or []
         if not isinstance(breakdown, list) or not all(isinstance(d, str) for d in breakdown):
             raise TargetingError("breakdown is a list of dimension names", path="breakdown")
@@ -223,35 +240,36 @@ def create_app(engine: Engine, settings: Settings | None = None) -> FastAPI:
             raise TargetingError("funnel is true or false", path="funnel")
         overlap = None
         if body.get("overlap") is not None:  # a second spec: how many users both reach
-            _, overlap = state.spec(who, {"targeting": body["overlap"], "advertiser": advertiser}, path="overlap")
-        answer = await run_in_threadpool(
-            lambda: engine.reach(spec, breakdown, advertiser, funnel=funnel, overlap=overlap))
-        if not who.exact_reach:
-            from targeting.audience import privacy
-
-            # noise is keyed by everything asked, so varying the second spec cannot difference the first
-            key = privacy.spec_key(spec, engine.taxonomy)
-            if overlap is not None:
-                key += "|overlap|" + privacy.spec_key(overlap, engine.taxonomy)
-            answer = privacy.advertiser_view(answer, key, secret=settings.privacy_secret)
-        return JSONResponse(answer)
+            _, overlap = state.raw_spec(who, {"targeting": body["overlap"], "advertiser": advertiser}, "overlap")
+        q = ReachQuery(raw, advertiser, tuple(breakdown), funnel, overlap, exact=who.exact_reach,
+                       secret=state.privacy_secret, now=engine.clock())
+        return JSONResponse(await state.pool.reach(q))
 
     @app.post("/v1/audiences/export", tags=["audiences"], status_code=202,
               openapi_extra=schemas.body(schemas.EXPORT), summary="Start an audience export job")
     async def export(request: Request) -> Response:
         who = state.principal(request)
         who.allow("advertiser")
-        body = await read_json(request, limit)
+        with state.pool.slot(_caller(who)):
+            return await export_admitted(who, request)
+
+    async def export_admitted(who: Principal, request: Request) -> Response:
+        body = await read_json(request, SPEC_BODY_BYTES)
         _only(body, ("targeting", "advertiser", "format", "hash_salt"))
-        advertiser, _ = state.spec(who, body)  # validated here: a bad spec is a 400 now, not a failed job
+        advertiser, raw = state.raw_spec(who, body)
         fmt = body.get("format", "parquet")
         if fmt not in EXPORT_FORMATS:
             raise TargetingError(f"format is parquet or csv, not {fmt!r}", path="format")
         salt = body.get("hash_salt")
         if salt is not None and (not isinstance(salt, str) or not salt):
-            raise TargetingError("hash_salt is a non-empty string", path="hash_salt")
-        job = await run_in_threadpool(state.jobs().start, engine, body["targeting"], advertiser, fmt, salt)
-        return JSONResponse(_public_job(job), status_code=202)
+            raise TargetingError("hash_salt is a string", path="hash_salt")
+        # parsed (and the export policy checked) on a worker thread: a bad spec is a 4xx now
+        start = state.jobs().start
+        if who.role == "advertiser":  # advertisers download only their first-party audiences
+            job = await state.pool.run(lambda: start(engine, raw, advertiser, fmt, salt, first_party_only=True))
+        else:
+            job = await state.pool.run(start, engine, raw, advertiser, fmt, salt)
+        return JSONResponse(_public_job(job, who.exact_reach), status_code=202)
 
     @app.get("/v1/audiences/export/{job}", tags=["audiences"],
               summary="An export job's state; ?download=1 streams the file when done")
@@ -260,7 +278,7 @@ def create_app(engine: Engine, settings: Settings | None = None) -> FastAPI:
         who.allow("advertiser")
         if download:
             return state.download(who, job)
-        return JSONResponse(_public_job(state.job(who, job)))
+        return JSONResponse(_public_job(state.job(who, job), who.exact_reach))
 
     @app.get("/v1/audiences/export/{job}/file", tags=["audiences"], summary="Download a finished export")
     async def export_file(request: Request, job: str) -> Response:
@@ -276,7 +294,8 @@ def create_app(engine: Engine, settings: Settings | None = None) -> FastAPI:
     @app.get("/metrics", tags=["operations"], summary="Prometheus metrics (admin)")
     async def prometheus(request: Request) -> Response:
         state.principal(request).allow()
-        return PlainTextResponse(metrics.render(engine), media_type="text/plain; version=0.0.4; charset=utf-8")
+        text = metrics.render(engine) + render_metrics(state.pool, state._jobs, engine.store)  # issue 19
+        return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     _include_taxonomy(app, state)
     _mount_static(app, settings.static_dir)
@@ -293,6 +312,10 @@ class _State:
         self.metrics = metrics
         self.offload = (not isinstance(engine.store, MemoryStore)) if settings.offload is None else settings.offload
         self._jobs = settings.jobs
+        # one noise secret however many processes answer reach (worker processes have their own default)
+        self.privacy_secret = settings.privacy_secret or _process_secret()
+        self.pool = AudiencePool(engine, mode=settings.audience_pool, workers=settings.audience_workers,
+                                 per_advertiser=settings.audience_per_advertiser)
         self.signal = ReloadSignal(settings.reload_signal) if settings.reload_signal is not None else None
 
     def principal(self, request: Request) -> Principal:
@@ -300,8 +323,9 @@ class _State:
             return OPEN
         return self.settings.auth.authenticate(request.headers.get("authorization"))
 
-    def spec(self, who: Principal, body: Mapping[str, Any], path: str = "targeting") -> tuple[str | None, Any]:
-        """The acting advertiser and the parsed spec of a reach/export body."""
+    def raw_spec(self, who: Principal, body: Mapping[str, Any], path: str = "targeting") -> tuple[str | None, Any]:
+        """The acting advertiser and the raw spec of a reach/export body, after the cheap
+        checks (presence, depth, whose retargeting data); parsing is the worker's job."""
         advertiser = who.own_advertiser(body.get("advertiser"))
         if "targeting" not in body:
             raise TargetingError("targeting is required: a targeting spec ({} matches everyone)",
@@ -313,14 +337,7 @@ class _State:
             for rule_path, other in _rule_advertisers(raw, path):
                 if other != who.advertiser:
                     who.own_advertiser(other, rule_path)  # raises Forbidden
-        spec = parse_spec(raw, self.engine.taxonomy, advertiser=advertiser, path=path)
-        if spec.uses_retargeting and advertiser is None:
-            raise TargetingError("a spec with retargeting needs the advertiser whose events it uses",
-                                 path="advertiser")
-        if self.engine.audience is None:
-            raise Unavailable("no profiles loaded: start the service with --profiles PATH to preview "
-                              "reach or export audiences", path="profiles")
-        return advertiser, spec
+        return advertiser, raw
 
     def jobs(self) -> Any:
         if self._jobs is None:
@@ -328,7 +345,7 @@ class _State:
                 from targeting.audience.jobs import ExportJobs
             except ImportError as e:
                 raise Unavailable(f"audience exports are not available in this build ({e})") from None
-            self._jobs = ExportJobs(self.settings.export_dir)
+            self._jobs = ExportJobs(self.settings.export_dir, limits=self.settings.export_limits)
         return self._jobs
 
     def job(self, who: Principal, job_id: str) -> dict[str, Any]:
@@ -348,6 +365,10 @@ class _State:
 
     def download(self, who: Principal, job_id: str) -> Response:
         job = self.job(who, job_id)
+        if job.get("state") == "expired":
+            from targeting.audience.jobs import Gone
+
+            raise Gone(f"export job {job_id!r} expired and its file was deleted; start a new export")
         if job.get("state") not in (None, "done"):
             raise TargetingError(f"export job {job_id!r} is {job.get('state')}; the file is ready when done",
                                  path="job", code="not_ready")
@@ -359,6 +380,7 @@ class _State:
         return FileResponse(p, media_type=media, filename=f"audience-{job_id}{p.suffix}")
 
     def close(self) -> None:
+        self.pool.close()
         for name in ("close", "shutdown"):
             fn = getattr(self._jobs, name, None)
             if callable(fn):
@@ -435,9 +457,27 @@ def _rule_advertisers(raw: Any, path: str) -> list[tuple[str, Any]]:
     return found
 
 
-def _public_job(job: Mapping[str, Any]) -> dict[str, Any]:
-    """A job as callers see it: no server file paths; a download link once done."""
+def _process_secret() -> bytes:
+    from targeting.audience.privacy import process_secret
+
+    return process_secret()
+
+
+def _caller(who: Principal) -> str:
+    """Whose share of the audience workers a request uses (known before the body is read)."""
+    return who.describe()
+
+
+def _public_job(job: Mapping[str, Any], exact: bool = True) -> dict[str, Any]:
+    """A job as callers see it: no server file paths; a download link once done; counts
+    rounded to 2 significant digits unless the caller is an operator."""
     out = {k: v for k, v in job.items() if k != "path"}
+    if not exact:
+        from targeting.audience.privacy import shown_count
+
+        for k in ("rows", "total"):
+            if isinstance(out.get(k), int):
+                out[k] = shown_count(out[k])
     if out.get("state") == "done" and "id" in out:
         out["download"] = f"/v1/audiences/export/{out['id']}/file"
     return out

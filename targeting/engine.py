@@ -22,7 +22,7 @@ from .decide import Pending, finish, prepare
 from .errors import NotFound, TargetingError, Unavailable
 from .matcher import moment
 from .ordered import OrderedIndex, ordered_index
-from .request import Request, parse_request, parse_ts
+from .request import Request, check_id, parse_request, parse_ts
 from .rules import load_rules
 from .scoring import ClickModel, PriorModel
 from .spec import MAX_WINDOW_DAYS, Spec, parse_spec
@@ -279,8 +279,7 @@ class Engine:
                 if not isinstance(row, Mapping):
                     raise TargetingError("an impression is an object", path=p)
                 uid, cid = row.get("user_id"), row.get("campaign_id")
-                if not isinstance(uid, str) or not uid:
-                    raise TargetingError("user_id is required", path=f"{p}.user_id")
+                uid = check_id(uid, f"{p}.user_id")  # the one id rule of decide and events
                 pos = idx.position.get(cid) if isinstance(cid, str) else None
                 if pos is None:
                     raise TargetingError(f"unknown campaign {cid!r}", path=f"{p}.campaign_id",

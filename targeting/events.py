@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from targeting.request import id_problem
 from targeting.stores.base import Event
 
 EVENT_TYPES = ("visit", "click", "add_to_cart", "purchase")
@@ -30,10 +31,13 @@ def _error(i: int, field: str, code: str, message: str) -> dict[str, Any]:
 
 def _required_str(row: dict[str, Any], field: str) -> tuple[str | None, tuple[str, str] | None]:
     value = row.get(field)
-    if value is None or (isinstance(value, str) and not value.strip()):
+    if value is None:
         return None, ("required", f"{field} is missing or empty")
     if not isinstance(value, str):
         return None, ("invalid_type", f"{field} must be a string, not {type(value).__name__}")
+    why = id_problem(value, field)  # the same id rule as decide and impressions
+    if why is not None:
+        return None, ("required" if not value.strip() else "invalid_id", why)
     return value, None
 
 

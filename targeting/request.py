@@ -12,6 +12,7 @@ from .taxonomy import GENDERS, MAX_AGE, Taxonomy
 
 MAX_LIMIT = 100
 DEFAULT_LIMIT = 10
+MAX_ID_BYTES = 256
 REQUEST_FIELDS = frozenset(
     {"request_id", "user_id", "ts", "geo", "gender", "age", "tags", "scene", "slot", "limit", "floor_cpm", "explain"}
 )
@@ -51,6 +52,29 @@ class Request(NamedTuple):
             scene=self.scene, slot=self.slot, limit=self.limit,
             floor_cpm=self.floor_cpm, explain=self.explain,
         )
+
+
+def id_problem(value: Any, name: str = "user_id") -> str | None:
+    """Why ``value`` is not a valid id, or None. One rule for every route and id
+    (user_id, request_id, slot, advertiser): a string of 1..:data:`MAX_ID_BYTES` bytes
+    of UTF-8, printable (no control characters or line breaks), not blank."""
+    if not isinstance(value, str):
+        return f"{name} is required: a non-empty string"
+    if len(value) > MAX_ID_BYTES // 4 and len(value.encode("utf-8", "surrogatepass")) > MAX_ID_BYTES:
+        return f"{name} is at most {MAX_ID_BYTES} bytes of UTF-8"
+    if not value.isprintable():
+        return f"{name} must be printable text (no control characters or line breaks)"
+    if not value.strip():
+        return f"{name} is required: a non-empty string" if not value else f"{name} is blank"
+    return None
+
+
+def check_id(value: Any, path: str, name: str = "user_id") -> str:
+    """``value`` if it is a valid id (:func:`id_problem`), else TargetingError at ``path``."""
+    why = id_problem(value, name)
+    if why is not None:
+        raise TargetingError(why, path=path)
+    return value  # type: ignore[no-any-return]
 
 
 TS_MIN = 946684800.0  # 2000-01-01T00:00:00Z
@@ -96,12 +120,14 @@ def parse_request(raw: Any, taxonomy: Taxonomy, now: float, path: str = "") -> R
         k = next(k for k in raw if k not in REQUEST_FIELDS)
         raise TargetingError(f"unknown field {k!r}; known: {', '.join(sorted(REQUEST_FIELDS))}", path=f"{pre}{k}")
     uid = raw.get("user_id")
-    if not isinstance(uid, str) or not uid:
-        raise TargetingError("user_id is required: a non-empty string", path=f"{pre}user_id")
+    if not (type(uid) is str and 0 < len(uid) <= 64 and uid.isprintable() and uid[0] != " "):
+        uid = check_id(uid, f"{pre}user_id")  # the rare case: say why (or accept, e.g. " x")
     ts = now if raw.get("ts") is None else parse_ts(raw["ts"], f"{pre}ts")
     rid = raw.get("request_id")
     if rid is not None and not isinstance(rid, (str, int)):
         raise TargetingError("request_id must be a string", path=f"{pre}request_id")
+    if isinstance(rid, str):
+        check_id(rid, f"{pre}request_id", "request_id")
 
     province = city = None
     geo = raw.get("geo")
@@ -147,6 +173,8 @@ def parse_request(raw: Any, taxonomy: Taxonomy, now: float, path: str = "") -> R
     slot = raw.get("slot")
     if slot is not None and not isinstance(slot, (str, int)):
         raise TargetingError("slot is an ad slot id (string)", path=f"{pre}slot")
+    if isinstance(slot, str):
+        check_id(slot, f"{pre}slot", "slot")
     limit = raw.get("limit", DEFAULT_LIMIT)
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
         raise TargetingError(f"limit is a whole number 1..{MAX_LIMIT}", path=f"{pre}limit")

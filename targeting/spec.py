@@ -22,6 +22,13 @@ DIMENSIONS = ("geo", "time", "gender", "age", "tags", "scene", "retargeting", "a
 EVENTS = ("visit", "click", "add_to_cart", "purchase")
 MAX_WINDOW_DAYS = 365
 MAX_CLAUSES = 64  # any_of expansions beyond this are refused, not silently truncated
+# Parse-time limits, checked while parsing so that a hostile spec costs little to refuse
+# (an any_of of 15,000 alternatives stops at the 65th, not after expanding all of them).
+MAX_ALTERNATIVES = MAX_CLAUSES  # leaves of the any_of tree: an upper bound of the clauses
+MAX_ANY_OF_DEPTH = 8  # any_of inside any_of; real specs nest once or twice
+MAX_VALUES = 4096  # list items in the whole spec (places, tags, hours, age ranges, rules, ...)
+MAX_NAME = 64  # characters of a place, tag, scene, day or hour string
+MAX_PROBLEMS = 10  # report this many problems, then stop (each unknown name costs a fuzzy search)
 
 Rule = tuple[str, int]  # (event, within_days)
 
@@ -215,21 +222,52 @@ _FULL_DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday"
 _DAY_NAMES = {**{d: i for i, d in enumerate(WEEKDAYS)}, **{d: i for i, d in enumerate(_FULL_DAYS)}}
 
 
+class _Stop(Exception):
+    """Parsing gave up: a limit was passed or enough problems were found."""
+
+
 class _Parser:
     def __init__(self, tx: Taxonomy, advertiser: str | None) -> None:
         self.tx = tx
         self.advertiser = advertiser
         self.problems: list[tuple[str, str]] = []
+        self.leaves = 0  # specs without any_of seen so far: each is at least one clause
+        self.values = 0  # list items seen so far
+        self.depth = 0  # any_of nesting
 
     def fail(self, path: str, reason: str) -> None:
         self.problems.append((path, reason))
+        if len(self.problems) >= MAX_PROBLEMS:
+            raise _Stop
+
+    def stop(self, path: str, reason: str) -> None:
+        """A limit was passed: record it and abandon the rest of the spec."""
+        self.problems.append((path, reason))
+        raise _Stop
+
+    def count(self, items: Any, path: str) -> None:
+        """Charge the items of one list field against :data:`MAX_VALUES`."""
+        if isinstance(items, (list, tuple)):
+            self.values += len(items)
+            if self.values > MAX_VALUES:
+                self.stop(path, f"the spec lists more than {MAX_VALUES} values; split it or use broader ones")
+
+    def too_long(self, value: Any, path: str) -> bool:
+        """Refuse an over-long name before it reaches a fuzzy name search."""
+        if isinstance(value, str) and len(value) > MAX_NAME:
+            self.fail(path, f"a name is at most {MAX_NAME} characters, not {len(value)}")
+            return True
+        return False
 
     def spec(self, raw: Any, path: str) -> Spec:
         if raw is None:
+            self.leaves += 1
             return Spec()
         if not isinstance(raw, Mapping):
             self.fail(path or "targeting", f"a targeting spec must be a mapping, not {type(raw).__name__}")
             return Spec()
+        if "any_of" not in raw:
+            self.leaves += 1
         fields: dict[str, Any] = {}
         for key, value in raw.items():
             p = f"{path}.{key}" if path else str(key)
@@ -291,10 +329,14 @@ class _Parser:
         scalar = not isinstance(value, (list, tuple, Mapping))
 
         def check(items: list[Any], p: str) -> frozenset[Any]:
+            self.count(items, p)
             out = set()
             for i, item in enumerate(items):
+                where = p if scalar else f"{p}[{i}]"
+                if self.too_long(item, where):
+                    continue
                 try:
-                    out.add(resolve(item, p if scalar else f"{p}[{i}]"))
+                    out.add(resolve(item, where))
                 except TargetingError as e:
                     self.fail(e.path or p, e.message)
             return frozenset(out)
@@ -308,6 +350,7 @@ class _Parser:
 
     def gender(self, value: Any, path: str) -> frozenset[str] | None:
         items = value if isinstance(value, (list, tuple)) else [value]
+        self.count(items, path)
         if not items:
             self.fail(path, "empty gender list matches nobody")
             return None
@@ -337,6 +380,7 @@ class _Parser:
         else:
             self.fail(path, "expected [[min, max], ...] or {min, max}")
             return None
+        self.count(ranges, path)
         out = []
         for r, p in zip(ranges, paths):
             if isinstance(r, Mapping):
@@ -366,10 +410,13 @@ class _Parser:
                 self.fail(p, f"unknown key {k!r}; expected any, all or none")
                 continue
             items = v if isinstance(v, (list, tuple)) else [v]
+            self.count(items, p)
             if not items and k != "none":
                 self.fail(p, f"empty {k} list")
             good = set()
             for i, t in enumerate(items):
+                if self.too_long(t, f"{p}[{i}]"):
+                    continue
                 try:
                     good.add(self.tx.check_tag(t, f"{p}[{i}]"))
                 except TargetingError as e:
@@ -423,10 +470,13 @@ class _Parser:
         if value is None:
             return list(range(7))
         items = value if isinstance(value, (list, tuple)) else [value]
+        self.count(items, path)
         if not items:
             self.fail(path, "empty days list")
         out: set[int] = set()
         for i, d in enumerate(items):
+            if self.too_long(d, f"{path}[{i}]"):
+                continue
             key = d.strip().lower() if isinstance(d, str) else None
             if key in _DAY_ALIASES:
                 out.update(WEEKDAYS.index(x) for x in _DAY_ALIASES[key])
@@ -440,11 +490,14 @@ class _Parser:
         if value is None:
             return list(range(24))
         items = value if isinstance(value, (list, tuple)) else [value]
+        self.count(items, path)
         if not items:
             self.fail(path, "empty hours list")
         out: set[int] = set()
         for i, h in enumerate(items):
             p = f"{path}[{i}]"
+            if self.too_long(h, p):
+                continue
             if _is_int(h):
                 if 0 <= int(h) <= 23:
                     out.add(int(h))
@@ -473,6 +526,7 @@ class _Parser:
             if not isinstance(v, (list, tuple)) or (k == "any" and not v):
                 self.fail(p, "expected a non-empty list of {event, within_days}")
                 continue
+            self.count(v, p)
             rules = []
             for i, r in enumerate(v):
                 rp = f"{p}[{i}]"
@@ -504,7 +558,19 @@ class _Parser:
         if not isinstance(value, (list, tuple)) or not value:
             self.fail(path, "any_of is a non-empty list of specs")
             return ()
-        return tuple(self.spec(v, f"{path}[{i}]") for i, v in enumerate(value))
+        if len(value) > MAX_ALTERNATIVES:
+            self.stop(path, f"any_of has {len(value)} alternatives; at most {MAX_CLAUSES}")
+        self.count(value, path)
+        if self.depth >= MAX_ANY_OF_DEPTH:
+            self.stop(path, f"any_of is nested more than {MAX_ANY_OF_DEPTH} levels deep")
+        self.depth += 1
+        out = []
+        for i, v in enumerate(value):
+            out.append(self.spec(v, f"{path}[{i}]"))
+            if self.leaves > MAX_ALTERNATIVES:  # before parsing the rest, however long it is
+                self.stop(path, f"any_of has more than {MAX_ALTERNATIVES} alternatives; at most {MAX_CLAUSES}")
+        self.depth -= 1
+        return tuple(out)
 
 
 def _why_impossible(spec: Spec, tx: Taxonomy) -> str:
@@ -529,7 +595,10 @@ def parse_spec(raw: Any, taxonomy: Taxonomy, *, advertiser: str | None = None, p
     advertiser, or the advertiser asking for reach).
     """
     p = _Parser(taxonomy, advertiser)
-    spec = p.spec(raw, path)
+    try:
+        spec = p.spec(raw, path)
+    except _Stop:
+        raise SpecError(p.problems) from None
     if not p.problems:
         try:
             if not spec.clauses(taxonomy):

@@ -8,6 +8,11 @@ maps that shard of the saved index, selects the rows and writes
 a file is the index's cell order, not ``user_id`` order.
 
 ``hash_salt``: ids are written as hex SHA-256 of ``salt + user_id`` (UTF-8).
+
+:func:`export_first_party` writes an advertiser's *own* audience (a spec of its
+retargeting rules only) straight from its events in the state store, without the
+profile index: the file depends on nothing but the events the advertiser sent (the
+export policy in :mod:`.privacy`).
 """
 
 from __future__ import annotations
@@ -27,9 +32,10 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 from pyroaring import BitMap
 
-from ..errors import TargetingError
+from ..errors import TargetingError, Unavailable
 from ..progress import Progress
-from ..spec import Clause, Spec
+from ..spec import Clause, Rule, Spec
+from ..stores import StoreUnavailable
 from .index import AudienceIndex, Shard, ids_to_arrow
 from .reach import Evaluator
 
@@ -144,6 +150,81 @@ def export(index: AudienceIndex, spec: Spec, path: str | Path, *, advertiser: st
     if on_progress is not None:
         on_progress(done, total)
     return done
+
+
+# ------------------------------------------------------- first-party exports
+DAY = 86400.0
+
+
+def first_party_users(spec: Spec, taxonomy: Any, store: Any, advertiser: str, now: float) -> list[str]:
+    """Sorted ids of the users ``spec`` selects from ``advertiser``'s own events.
+
+    ``spec`` holds retargeting rules only (:func:`.privacy.first_party_problem` is None):
+    each clause is the AND of its ``any`` groups (a group: users with one of its events
+    in its window) minus the users of its ``none`` rules; the audience is the OR of the
+    clauses. Users need not be in the profile population.
+    """
+    fetch = getattr(store, "users_with_events", None)
+    if fetch is None:
+        raise Unavailable("the state store cannot list users by event, so retargeting audiences "
+                          "cannot be exported from it", path="targeting.retargeting")
+    cache: dict[Rule, set[str]] = {}
+
+    def users(rule: Rule) -> set[str]:
+        if rule not in cache:
+            event, days = rule
+            try:
+                cache[rule] = set(fetch(advertiser, {event}, now - days * DAY))
+            except StoreUnavailable as e:
+                raise Unavailable(f"state store unavailable, the audience cannot be exported: {e}",
+                                  path="targeting.retargeting") from e
+        return cache[rule]
+
+    out: set[str] = set()
+    for c in spec.clauses(taxonomy):
+        if not c.rt_any:
+            raise TargetingError("a first-party export needs a retargeting 'any' rule in every alternative",
+                                 path="targeting.retargeting", code="platform_data")
+        chosen: set[str] | None = None
+        for group in c.rt_any:
+            either = set().union(*(users(r) for r in group))
+            chosen = either if chosen is None else chosen & either
+        assert chosen is not None
+        for r in c.rt_none:
+            chosen -= users(r)
+        out |= chosen
+    return sorted(out)
+
+
+def export_first_party(spec: Spec, taxonomy: Any, store: Any, advertiser: str, path: str | Path, *,
+                       now: float, fmt: str = "parquet", hash_salt: str | None = None,
+                       on_progress: Callable[[int, int], None] | None = None) -> int:
+    """Write :func:`first_party_users` to ``path`` (written aside, then renamed); the row count."""
+    _check(fmt, hash_salt, 0)
+    ids = first_party_users(spec, taxonomy, store, advertiser, now)
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}-{id(ids)}")
+    writer: _Writer | None = _Writer(tmp, fmt)
+    step = 1 << 18
+    try:
+        assert writer is not None
+        for lo in range(0, len(ids), step):
+            arr = pa.array(ids[lo: lo + step], type=pa.string())
+            writer.write(_hashed(arr, hash_salt) if hash_salt is not None else arr)
+            if on_progress is not None:
+                on_progress(min(lo + step, len(ids)), len(ids))
+        writer.close()
+        writer = None
+        os.replace(tmp, out)
+    finally:
+        if writer is not None:
+            writer.close()
+        if tmp.exists():
+            tmp.unlink()
+    if on_progress is not None:
+        on_progress(len(ids), len(ids))
+    return len(ids)
 
 
 # ------------------------------------------------------------------ on Dask

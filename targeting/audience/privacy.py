@@ -25,6 +25,23 @@ differ by a few users therefore get independent noise of tens of users, and thei
 difference says nothing about the few. What remains is an averaging attack over many
 *different* audiences that all differ by the same few users; that needs a query
 budget per advertiser (the service's job), not a better formula.
+
+**Exports: advertisers download only their own data.** A file of user ids cannot be
+noised, and any floor on single exports is defeated by differencing: export "women"
+and "women outside 三亚", diff the files, and the women of 三亚 fall out, however
+small that group is (issue 19; three or more exports carve finer groups still). So,
+as Meta and Tencent do, a *platform-derived* audience (any spec that uses geo, time,
+gender, age, tags or scene) stays in the platform: an advertiser targets it in a
+campaign and counts it with reach, but cannot download it. An advertiser's export is
+a first-party audience: a spec made only of its own retargeting rules (``any_of`` of
+them included), every alternative needing at least one ``retargeting.any`` rule (a
+"none"-only rule would mean "everyone else", platform data). Such an export is
+computed from the advertiser's own events in the state store and nothing else, not
+even matched against the profile population, so the file is a function of data the
+advertiser sent: no sequence of exports can reveal anything about the platform's
+users, not even which of its ids the platform knows (see :func:`first_party_problem`).
+Raw exports of platform data are an operator (admin) job; an operator may hand the
+file to an advertiser under a contract. Job status shows advertisers rounded counts.
 """
 
 from __future__ import annotations
@@ -39,6 +56,12 @@ THRESHOLD = 100
 MIN_NOISE = 10.0
 RELATIVE_NOISE = 0.01
 _PROCESS_SECRET = os.urandom(32)  # stable within a process; pass ``secret`` to share it across workers
+
+
+def process_secret() -> bytes:
+    """This process's default noise secret; hand it to worker processes so that a query
+    gets the same noise wherever it is answered."""
+    return _PROCESS_SECRET
 
 
 def spec_key(spec: Any, taxonomy: Any = None) -> str:
@@ -115,4 +138,42 @@ def advertiser_view(answer: dict[str, Any], spec_key: str, *, secret: bytes | No
     return out
 
 
-__all__ = ["THRESHOLD", "advertiser_view", "noisy_count", "round_sig", "spec_key"]
+PLATFORM_FIELDS = ("geo_include", "geo_exclude", "slots", "gender", "age", "tags_any", "tags_all",
+                   "tags_none", "scene_include", "scene_exclude")
+
+
+def first_party_problem(spec: Any) -> str | None:
+    """Why an advertiser may not download the audience of ``spec`` (a parsed
+    :class:`~targeting.spec.Spec`), or None when it is first-party: made only of the
+    advertiser's own retargeting rules, each alternative with an ``any`` rule."""
+
+    def walk(s: Any, has_any: bool) -> str | None:
+        for name in PLATFORM_FIELDS:
+            value = getattr(s, name)
+            if value is not None and value != frozenset():
+                dim = {"slots": "time"}.get(name, name.split("_")[0])
+                if dim in ("time", "scene"):
+                    return f"{dim} constrains impressions, not users: leave it out of an export"
+                return (f"{dim} is platform data: an advertiser exports only first-party audiences "
+                        f"(its own retargeting rules); target or count this spec instead, or ask an "
+                        f"operator for the export")
+        has_any = has_any or s.rt_any is not None
+        if not s.any_of:
+            return None if has_any else ("an audience without a retargeting 'any' rule is drawn from the "
+                                         "platform's users; an advertiser exports only users of its own events")
+        for sub in s.any_of:
+            why = walk(sub, has_any)
+            if why is not None:
+                return why
+        return None
+
+    return walk(spec, False)
+
+
+def shown_count(n: int | None) -> int | None:
+    """A job's row count as an advertiser sees it: 2 significant digits."""
+    return None if n is None else round_sig(n)
+
+
+__all__ = ["THRESHOLD", "advertiser_view", "first_party_problem", "noisy_count", "round_sig", "shown_count",
+           "spec_key"]

@@ -69,9 +69,9 @@ def _engine(index, tx) -> Engine:
 
 
 def test_export_job_runs_in_the_background_to_done(index, rows, tx, tmp_path):
-    jobs = ExportJobs(tmp_path, min_advertiser_size=10)
+    jobs = ExportJobs(tmp_path)
     try:
-        job = jobs.start(_engine(index, tx), SPEC, advertiser="acme")
+        job = jobs.start(_engine(index, tx), SPEC, advertiser="acme")  # an operator's job for acme
         assert job["state"] in ("queued", "running", "done")
         final = jobs.wait(job["id"])
         assert final["state"] == "done" and final["progress"] == 1.0
@@ -85,17 +85,19 @@ def test_export_job_runs_in_the_background_to_done(index, rows, tx, tmp_path):
         jobs.close()
 
 
-def test_export_job_refuses_bad_specs_and_small_audiences_up_front(index, tx, tmp_path):
-    jobs = ExportJobs(tmp_path, min_advertiser_size=1000)
+def test_export_job_refuses_bad_specs_and_platform_data_up_front(index, tx, tmp_path):
+    jobs = ExportJobs(tmp_path)
     try:
         with pytest.raises(TargetingError) as e:
-            jobs.start(_engine(index, tx), {"geo": ["atlantis"]}, advertiser="acme")
+            jobs.start(_engine(index, tx), {"geo": ["atlantis"]}, advertiser="acme", first_party_only=True)
         assert e.value.path.startswith("targeting.geo")
-        with pytest.raises(TargetingError) as e:
-            jobs.start(_engine(index, tx), {"geo": ["深圳"], "age": [[30, 31]]}, advertiser="acme")
-        assert e.value.code == "audience_too_small"
+        with pytest.raises(TargetingError) as e:  # an advertiser's key exports first-party audiences only
+            jobs.start(_engine(index, tx), {"geo": ["深圳"], "age": [[30, 31]]}, advertiser="acme",
+                       first_party_only=True)
+        assert e.value.code == "platform_data" and e.value.status == 403
         with pytest.raises(TargetingError):
             jobs.start(_engine(index, tx), {}, advertiser="acme", fmt="xml")
+        assert jobs.stats["started"] == 0
     finally:
         jobs.close()
 

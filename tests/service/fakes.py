@@ -35,8 +35,10 @@ class RecordingJobs:
         self.jobs: dict[str, dict[str, Any]] = {}
         self.started: list[tuple[Any, str | None, str, str | None]] = []
 
-    def start(self, engine: Any, spec: Any, advertiser: str | None, fmt: str, hash_salt: str | None) -> dict:
+    def start(self, engine: Any, spec: Any, advertiser: str | None, fmt: str, hash_salt: str | None,
+              **options: Any) -> dict:
         job_id = f"job-{len(self.jobs) + 1}"
+        self.options = options  # first_party_only=True for advertiser keys
         self.started.append((spec, advertiser, fmt, hash_salt))
         (self.root / f"{job_id}.{fmt}").write_text("user_id\nu1\nu2\n")
         self.jobs[job_id] = {"id": job_id, "state": "done", "advertiser": advertiser, "format": fmt, "rows": 2,

@@ -15,6 +15,7 @@ from svc import TestClient, bearer
 
 from service.auth import KeyRing
 from targeting import Engine
+from targeting.audience.privacy import round_sig
 
 pytest.importorskip("targeting.audience.jobs")
 population = pytest.importorskip("targeting.population")
@@ -64,8 +65,12 @@ def test_small_audiences_are_hidden_from_advertisers(make_client: Callable[..., 
 
 def test_export_job_to_file(make_client: Callable[..., TestClient], aud_engine: Engine, keyring: KeyRing,
                             tmp_path: Path) -> None:
+    """A platform-derived audience is an operator's export (issue 19): the advertiser's own
+    key is refused, an admin exports it for the advertiser, who then sees rounded counts."""
     c = make_client(engine=aud_engine, auth=keyring, export_dir=tmp_path / "exports")
-    r = c.post("/v1/audiences/export", json={"targeting": SPEC}, headers=bearer("acme"))
+    refused = c.post("/v1/audiences/export", json={"targeting": SPEC}, headers=bearer("acme"))
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "platform_data"
+    r = c.post("/v1/audiences/export", json={"targeting": SPEC, "advertiser": "acme"}, headers=bearer("admin"))
     assert r.status_code == 202, r.text
     job = r.json()
     assert job["advertiser"] == "acme" and "path" not in job
@@ -75,10 +80,13 @@ def test_export_job_to_file(make_client: Callable[..., TestClient], aud_engine: 
         time.sleep(0.05)
         job = c.get(f"/v1/audiences/export/{job['id']}", headers=bearer("acme")).json()
     assert job["state"] == "done", job
+    exact = aud_engine.reach(SPEC)["users"]
+    assert job["rows"] == round_sig(exact)  # the advertiser sees 2 significant digits
+    assert c.get(f"/v1/audiences/export/{job['id']}", headers=bearer("admin")).json()["rows"] == exact
     f = c.get(job["download"], headers=bearer("acme"))
     assert f.status_code == 200
     table = pq.read_table(io.BytesIO(f.content))
-    assert table.num_rows == aud_engine.reach(SPEC)["users"]
+    assert table.num_rows == exact
     # bobco cannot see or fetch it
     assert c.get(f"/v1/audiences/export/{job['id']}", headers=bearer("bobco")).status_code == 404
     assert c.get(job["download"], headers=bearer("bobco")).status_code == 404
