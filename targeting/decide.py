@@ -24,6 +24,7 @@ from .compiler import CampaignIndex, RtRules
 from .matcher import Moment, Point, first_failures, match, moment, sorted_tag_indices
 from .request import Request
 from .scoring import ClickModel, PriorModel, ecpm
+from .state import capped
 from .stores.base import StateQuery, UserState
 from .taxonomy import UNKNOWN, Taxonomy, gender_index
 
@@ -240,7 +241,7 @@ def _user_check(index: CampaignIndex, ci: int, pend: Pending, state: UserState) 
         if not any(rules_hold(rules[j], now, events) for j in _eligible_clauses(index, ci, pend.clauses)):
             return "retargeting"
     k = pend.cap_of.get(ci)
-    if k is not None and state.user_counters[k] >= cap:
+    if k is not None and capped(state.user_counters[k], cap):
         return "frequency_cap"
     return None
 

@@ -176,3 +176,6 @@ class StateSnapshot:
 
     def __len__(self) -> int:
         return len(self.users)
+
+
+__all__ = ["IndexTables", "StateSnapshot"]

@@ -12,19 +12,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from strategies import click_model
 
-from targeting.batchmatch import (
-    PairMatcher,
-    _bit_pairs,
-    _day_groups,
-    _unique,
-    byte_bits,
-    clause_tables,
-    decide_block,
-    match_words,
-)
-from targeting.batchrequests import clocks, local_minutes, parse_requests, request_from_row
+from targeting.batchmatch import PairMatcher, day_groups, match_words, matched_pairs, tag_checks
+from targeting.batchrank import decide_block
+from targeting.batchrequests import clocks, parse_requests, request_from_row
+from targeting.bitset import bit_pairs, byte_bits
 from targeting.bounds import BLOCKS_FROM
 from targeting.clicklog import generate_requests
+from targeting.decide import point_of
+from targeting.layout import Layout
+from targeting.localtime import local_minutes
+from targeting.matcher import match, moment
+from targeting.storecheck import _unique
 from targeting.taxonomy import Taxonomy
 
 from .conftest import NOW, campaign_dicts, make_engine_from, warm_store
@@ -37,7 +35,7 @@ def test_day_groups_equal_unique_rows(zones: int) -> None:
     # an instant's local dates differ by up to two days between zones (UTC-12 .. UTC+14)
     days = (base[:, None] + rng.integers(-2, 3, (5000, zones))).astype(np.int32)
     days[:, 0] = base
-    uniq, inv = _day_groups(days)
+    uniq, inv = day_groups(days)
     want, want_inv = np.unique(days, axis=0, return_inverse=True)
     assert np.array_equal(uniq[inv], days)  # every row maps back to itself
     assert len(uniq) == len(want) and len({tuple(r) for r in uniq.tolist()}) == len(uniq)
@@ -75,7 +73,7 @@ def test_unique_equals_numpy(size: int, span: int) -> None:
 def test_bit_pairs_are_the_set_bits_in_order(rows: int, words: int, density: float) -> None:
     bits = np.random.default_rng(rows).random((rows, words * 64)) < density
     packed = np.packbits(bits, axis=1, bitorder="little").view(np.uint64).reshape(rows, words)
-    r, c = _bit_pairs(packed)
+    r, c = bit_pairs(packed)
     want_r, want_c = np.nonzero(bits)  # by row, then bit
     assert np.array_equal(r, want_r) and np.array_equal(c, want_c)
 
@@ -89,23 +87,47 @@ def test_byte_bits_are_the_set_bits(size: int, density: float) -> None:
 @settings(deadline=None, max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(n=st.integers(1, 300), seed=st.integers(0, 10_000), pairs=st.integers(0, 400), ordered=st.booleans())
 def test_pair_matcher_equals_match_words(setting: Setting, n: int, seed: int, pairs: int, ordered: bool) -> None:
-    """Scattered (request, word) pairs: the words, and the tag rules on their bits, give
-    exactly the bits of the dense match, in index order or a ranking order."""
+    """Scattered (request, word) pairs and the dense words, each with the tag rules on their
+    bits, give exactly the bits of decide's matcher (``targeting.matcher.match``, one request
+    at a time), in index order or a ranking order."""
     engine = make_engine_from(campaign_dicts(n, setting.tx, seed), setting.tx)
     index = engine.index
-    order = np.random.default_rng(seed).random(index.n_campaigns) if ordered else None
-    tables = clause_tables(index, order, key=("test", seed))
+    layout = Layout.of(index, _RandomBound(seed)) if ordered else Layout.identity(index)
     reqs, _ = parse_requests(setting.rows, setting.tx, now=NOW)
     clk = clocks(index.zones, reqs.ts)
-    dense = match_words(index, tables, reqs, clk, slice(0, index.n_words))
+    # the reference, in the layout's order: bit i of a request's row is clause perm[i]
+    exact = np.zeros((len(reqs), index.n_words * 64), dtype=bool)
+    for b in range(len(reqs)):
+        req = reqs.request(b, setting.tx)
+        one = match(index, point_of(req, setting.tx, index.tag_index), moment(index.zones, req.ts))
+        exact[b, :layout.m] = np.unpackbits(one.view(np.uint8), bitorder="little")[layout.perm].astype(bool)
+    dense = np.packbits(exact, axis=1, bitorder="little").view(np.uint64)
+    rb, clause = matched_pairs(layout, reqs, clk)
+    want_b, want_pos = np.nonzero(exact)
+    assert np.array_equal(rb, want_b) and np.array_equal(clause, layout.perm[want_pos])
     rng = np.random.default_rng(seed)
     pr = np.sort(rng.integers(0, len(reqs), pairs))
     pw = rng.integers(0, index.n_words, pairs)
-    pm = PairMatcher(index, tables, reqs, clk)
-    k, bit = _bit_pairs(pm.words(pr, pw)[:, None])
-    ok = pm.tag_checks(pr[k], pw[k] * 64 + bit)
-    want_k, want_bit = _bit_pairs(dense[pr, pw][:, None])
+    pm = PairMatcher(layout, reqs, clk)
+    words = pm.words(pr, pw)
+    assert np.array_equal(words, match_words(layout, reqs, clk, slice(0, index.n_words))[pr, pw])
+    k, bit = bit_pairs(words[:, None])
+    ok = tag_checks(layout, pm.have[pr[k]], pw[k] * 64 + bit)
+    want_k, want_bit = bit_pairs(dense[pr, pw][:, None])
     assert np.array_equal(k[ok], want_k) and np.array_equal(bit[ok], want_bit)
+
+
+class _RandomBound:
+    """A model whose only use here is its bound: a random visit order."""
+
+    def __init__(self, seed: int) -> None:
+        self.version, self.seed = f"random-bound-{seed}", seed
+
+    def predict(self, request: Any, campaigns: np.ndarray, index: Any) -> np.ndarray:
+        return np.asarray(index.prior_ctr[campaigns])
+
+    def max_pctr(self, index: Any) -> np.ndarray:
+        return np.random.default_rng(self.seed).random(index.n_campaigns)
 
 
 # ------------------------------------------------------------------ decide_block against Engine.decide
@@ -185,7 +207,7 @@ def test_decide_block_equals_engine_decide(
     reqs, errors = parse_requests(rows, tx, now=NOW)
     assert not errors
     store = engine.store.snapshot() if read == "snapshot" else engine.store  # type: ignore[attr-defined]
-    ranked, _ = decide_block(engine.index, tx, engine.model, store, reqs, limit=limit,
+    ranked, _ = decide_block(engine.layout, tx, store, reqs, limit=limit,
                              floor_cpm=floor_cpm, block=block, first_words=first_words,
                              first_chunk=first_chunk, blocks_from=blocks_from)
     got: dict[int, list[tuple[Any, ...]]] = {}
