@@ -32,6 +32,8 @@ from typing import TypeVar, cast
 
 import numpy as np
 
+# Decide's values before the two drivers shared them; the batch scorer's own (1.2, x2) ran a
+# learned model at 10k campaigns at 29k requests/s against 45k with these (same run).
 SPREAD = 2.0  # a round goes down to the request's highest bound over this (or its limit-th best)
 GROWTH = 4  # a block's next chunk is this many times its last
 
