@@ -144,7 +144,7 @@ class Tally:
 def score_batches(job: Job, batches: Iterator[tuple[int, pa.RecordBatch]], writer: pq.ParquetWriter,
                   progress: Progress | None = None) -> Tally:
     """Decide every ``(first_row, record batch)`` and write the decisions; returns the tally."""
-    from .batchrank import decide_block
+    from .batchrank import decide_requests
     from .batchrequests import parse_requests
 
     index = job.index
@@ -160,7 +160,7 @@ def score_batches(job: Job, batches: Iterator[tuple[int, pa.RecordBatch]], write
         if len(t.errors) < MAX_REPORTED_ERRORS:
             t.errors.extend(errors[:MAX_REPORTED_ERRORS - len(t.errors)])
         if len(reqs):
-            ranked, degraded = decide_block(layout, job.taxonomy, job.store, reqs,
+            ranked, degraded = decide_requests(layout, job.taxonomy, job.store, reqs,
                                             limit=job.limit, floor_cpm=job.floor_cpm)
             t.degraded += int(degraded.sum())
             t.decisions += ranked.req.size

@@ -44,9 +44,9 @@ from .stores.snapshot import StateSnapshot
 from .taxonomy import Taxonomy
 
 
-def decide_block(
+def decide_requests(
     layout: Layout, tx: Taxonomy, store: StateStore | None, reqs: Requests,
-    *, limit: int = DEFAULT_LIMIT, floor_cpm: float = 0.0, block: int = 4096, first_words: int = 2,
+    *, limit: int = DEFAULT_LIMIT, floor_cpm: float = 0.0, group: int = 4096, first_words: int = 2,
     first_chunk: int = 32, blocks_from: int = BLOCKS_FROM,
 ) -> tuple[Ranked, np.ndarray]:
     """Decide every request of ``reqs`` with ``layout``'s model: (decisions, bool[B] degraded).
@@ -64,8 +64,8 @@ def decide_block(
     clk_all = clocks(index.zones, reqs.ts)
     # each request's user in a snapshot's state, looked up for all requests at once
     state_rows = store.positions(reqs.user_id) if isinstance(store, StateSnapshot) else None
-    for s in range(0, len(reqs), block):
-        sel = slice(s, s + block)
+    for s in range(0, len(reqs), group):  # ``group`` requests walk together
+        sel = slice(s, s + group)
         sub = reqs.take(sel)
         clk = Clocks(clk_all.slots[sel], clk_all.days[sel], clk_all.day_fraction[sel])
         rows = None if state_rows is None else state_rows[sel]
@@ -390,4 +390,4 @@ def _visit(
     return rq[rb], camp
 
 
-__all__ = ["Ranked", "decide_block", "pair_pctr"]
+__all__ = ["Ranked", "decide_requests", "pair_pctr"]

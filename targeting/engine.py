@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import collections
 import gc
 import logging
 import threading
 import time
-from collections import Counter as Tally
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -126,7 +126,7 @@ class Engine:
         self._reload_lock = threading.Lock()
         self._spend = SpendMirror(ttl=budget_refresh_s, max_stale=budget_max_stale_s)
         self._warned = -1e9
-        self.stats: Tally[str] = Tally()
+        self.stats: collections.Counter[str] = collections.Counter()
 
     # ------------------------------------------------------------ building
     @classmethod

@@ -244,14 +244,14 @@ def ordered_index(layout: Layout, blocks_from: int = BLOCKS_FROM) -> OrderedInde
 
 def prepare(
     o: OrderedIndex, tx: Taxonomy, req: Request, blocked: dict[int, str] | None = None,
-    m: Moment | None = None, first_step: int | None = None,
+    mo: Moment | None = None, first_step: int | None = None,
 ) -> Pending:
     """:func:`targeting.decide.prepare` for a request without ``explain``, visiting
     only the head of the bound order."""
     index = o.index
-    m = m or moment(index.zones, req.ts)
+    mo = mo or moment(index.zones, req.ts)
     p = point_of(req, tx, index.tag_index)
-    x = o.match(p, m)
+    x = o.match(p, mo)
     reasons: dict[int, str] = {}
     if x and blocked:
         b = o.blocked_bits(blocked)
@@ -260,7 +260,7 @@ def prepare(
                 hit = np.unique(o.owner[o.positions(x & b, 0, o.m)])
                 reasons = {ci: blocked[ci] for ci in hit.tolist()}
             x ^= x & b
-    pend = Pending(req, m, p, [], [], None, budget_reasons=reasons, heads=o.heads)
+    pend = Pending(req, mo, p, [], [], None, budget_reasons=reasons, heads=o.heads)
     if not x:
         return pend
     floor = req.floor_cpm

@@ -107,9 +107,8 @@ def store_checks(
         degraded[pairs.req] = True
         ok_all[sel] = False
         return ok_all, degraded
-    ub, uc = pairs.req, pairs.camp
-    budget_ok = pacing(spent, index.budget[uc], clk.day_fraction[ub, pairs.zone]) == MAY_SPEND
-    ok = (~capped(counters, meta.cap_n[uc]) & budget_ok)[uinv]  # per (request, clause)
+    budget_ok = pacing(spent, index.budget[pairs.camp], clk.day_fraction[pairs.req, pairs.zone]) == MAY_SPEND
+    ok = (~capped(counters, meta.cap_n[pairs.camp]) & budget_ok)[uinv]  # per (request, clause)
     rt = np.flatnonzero(ok & meta.clause_rt[pj])
     if rt.size:
         # users without any event the clause's rules name: "any" rules fail, "none" rules pass
@@ -135,7 +134,7 @@ class _Pairs:
         self.req, self.camp, self.meta, self.clk = req, camp, meta, clk
         self.zone = index.zone_of[camp]
         self.day = clk.days[req, self.zone]
-        self.capped = np.flatnonzero(meta.cap_per[camp] >= 0)
+        self.with_cap = np.flatnonzero(meta.cap_per[camp] >= 0)  # pairs whose campaign has a cap
         self.budgeted = np.flatnonzero(~np.isnan(index.budget[camp]))
         self.rt = np.flatnonzero(meta.retargeting[camp])
 
@@ -190,13 +189,13 @@ def _read_snapshot(
     given each request's user position in it (``upos``), by ``searchsorted`` over integer codes."""
     tables = snap.tables(index, pairs.meta.advertisers)
     counters = np.zeros(pairs.req.size)
-    capped = pairs.capped[upos[pairs.req[pairs.capped]] >= 0]  # only users with state can have counts
-    if capped.size and tables.codes.size:
-        label = pairs.window_codes(capped, tables.labels)
-        code = (upos[pairs.req[capped]] * index.n_campaigns + pairs.camp[capped]) * len(tables.labels) + label
+    with_cap = pairs.with_cap[upos[pairs.req[pairs.with_cap]] >= 0]  # only users with state can have counts
+    if with_cap.size and tables.codes.size:
+        label = pairs.window_codes(with_cap, tables.labels)
+        code = (upos[pairs.req[with_cap]] * index.n_campaigns + pairs.camp[with_cap]) * len(tables.labels) + label
         at, hit = _find(tables.codes, code)
         hit &= label >= 0
-        counters[capped[hit]] = tables.values[at[hit]]
+        counters[with_cap[hit]] = tables.values[at[hit]]
     rt = pairs.rt[upos[pairs.req[pairs.rt]] >= 0]  # only users with state can have events
     seen = np.zeros(pairs.req.size, dtype=bool)
     code = upos[pairs.req[rt]] * len(pairs.meta.advertisers) + pairs.meta.advertiser[pairs.camp[rt]]
@@ -233,23 +232,23 @@ def _find(sorted_codes: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.n
 
 def _read_fetch(store: StateStore, reqs: Requests, pairs: _Pairs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """As :func:`_read_snapshot`, with one ``store.fetch``: a query per request, plus spend."""
-    meta, ub, uc, capped = pairs.meta, pairs.req, pairs.camp, pairs.capped
+    meta, req, camp, with_cap = pairs.meta, pairs.req, pairs.camp, pairs.with_cap
     n_adv = max(len(meta.advertisers), 1)
-    rt_adv = np.unique(ub[pairs.rt] * n_adv + meta.advertiser[uc[pairs.rt]])
-    users = np.union1d(ub[capped], rt_adv // n_adv)
+    rt_adv = np.unique(req[pairs.rt] * n_adv + meta.advertiser[camp[pairs.rt]])
+    users = np.union1d(req[with_cap], rt_adv // n_adv)
     ends = np.concatenate([users, [len(reqs)]])
-    cb = np.searchsorted(ub[capped], ends).tolist()
+    cb = np.searchsorted(req[with_cap], ends).tolist()
     ab = np.searchsorted(rt_adv // n_adv, ends).tolist()
     adv_names = np.array(meta.advertisers, dtype=object)[rt_adv % n_adv].tolist()
-    cap_keys = pairs.cap_keys(capped)
+    cap_keys = pairs.cap_keys(with_cap)
     queries = [StateQuery(uid, tuple(adv_names[ab[k]:ab[k + 1]]), tuple(cap_keys[cb[k]:cb[k + 1]]), ())
                for k, uid in enumerate(reqs.user_id[users].tolist())]
     spend, inv = pairs.spend_query()
     states = list(store.fetch(queries + ([spend] if spend is not None else [])))
-    counters = np.zeros(ub.size)
-    if capped.size:
-        counters[capped] = np.fromiter(
-            (v for st in states[:users.size] for v in st.user_counters), dtype=np.float64, count=capped.size)
+    counters = np.zeros(req.size)
+    if with_cap.size:
+        counters[with_cap] = np.fromiter(
+            (v for st in states[:users.size] for v in st.user_counters), dtype=np.float64, count=with_cap.size)
     events = np.full(len(reqs), None, dtype=object)
     events[users] = [st.events or None for st in states[:users.size]]
     return counters, pairs.spent(spend, inv, states[-1] if spend is not None else None), events

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from strategies import click_model
 
 from targeting.batchmatch import PairMatcher, day_groups, match_words, matched_pairs, tag_checks
-from targeting.batchrank import decide_block
+from targeting.batchrank import decide_requests
 from targeting.batchrequests import clocks, parse_requests, request_from_row
 from targeting.bitset import bit_pairs, byte_bits
 from targeting.bounds import BLOCKS_FROM
@@ -130,7 +130,7 @@ class _RandomBound:
         return np.random.default_rng(self.seed).random(index.n_campaigns)
 
 
-# ------------------------------------------------------------------ decide_block against Engine.decide
+# ------------------------------------------------------------------ decide_requests against Engine.decide
 class _ToyModel:
     """pCTR from the request and the campaign, with an upper bound (the pruned, non-prior path).
     The bound must hold: a model whose ``max_pctr`` is too low gets answers that differ."""
@@ -174,15 +174,15 @@ def setting(tx: Taxonomy, tmp_path_factory: pytest.TempPathFactory) -> Setting:
     read=st.sampled_from(["snapshot", "fetch"]),
     model_kind=st.sampled_from(["prior", "prior", "toy", "learned", "learned-wide"]),
     straddle=st.booleans(),
-    block=st.sampled_from([13, 2048]),
+    group=st.sampled_from([13, 2048]),
     first_words=st.sampled_from([1, 2]),
     first_chunk=st.sampled_from([1, 7, 32]),
     blocks_from=st.sampled_from([0, 0, BLOCKS_FROM]),  # 0: the block walk even on these small indexes
     offset=st.integers(0, 300),
 )
-def test_decide_block_equals_engine_decide(
+def test_decide_requests_equals_engine_decide(
     setting: Setting, n: int, seed: int, limit: int, floor_cpm: float, ties: int,
-    warm: bool, read: str, model_kind: str, straddle: bool, block: int, first_words: int, first_chunk: int,
+    warm: bool, read: str, model_kind: str, straddle: bool, group: int, first_words: int, first_chunk: int,
     blocks_from: int, offset: int,
 ) -> None:
     """Every decision, its rank (ties by id), eCPM and pCTR, for random rule sets whose clauses
@@ -207,8 +207,8 @@ def test_decide_block_equals_engine_decide(
     reqs, errors = parse_requests(rows, tx, now=NOW)
     assert not errors
     store = engine.store.snapshot() if read == "snapshot" else engine.store  # type: ignore[attr-defined]
-    ranked, _ = decide_block(engine.layout, tx, store, reqs, limit=limit,
-                             floor_cpm=floor_cpm, block=block, first_words=first_words,
+    ranked, _ = decide_requests(engine.layout, tx, store, reqs, limit=limit,
+                             floor_cpm=floor_cpm, group=group, first_words=first_words,
                              first_chunk=first_chunk, blocks_from=blocks_from)
     got: dict[int, list[tuple[Any, ...]]] = {}
     for b, r, c, e, p in zip(ranked.req.tolist(), ranked.rank.tolist(), ranked.camp.tolist(),
