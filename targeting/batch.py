@@ -28,7 +28,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO, runtime_checkable
 
 import numpy as np
 import pyarrow as pa
@@ -372,8 +372,14 @@ def _state_for_batch(store: StateStore | None, index: CampaignIndex) -> StateSto
     operations) when the store can take one, else the store itself."""
     if store is None or not index.needs_store.any():
         return None
-    take = getattr(store, "snapshot", None)
-    return take() if take is not None else store  # type: ignore[no-any-return]
+    return store.snapshot() if isinstance(store, Snapshots) else store
+
+
+@runtime_checkable
+class Snapshots(Protocol):
+    """A store that can hand out a :class:`StateSnapshot` of its state (the in-memory one)."""
+
+    def snapshot(self) -> StateSnapshot: ...
 
 
 def _portable_store(job: Job) -> StateStore | None:
