@@ -87,10 +87,14 @@ class CampaignIndex:
         return int(self.owner.size)
 
     def live(self, days: tuple[int, ...]) -> np.ndarray:
-        """bool[n]: campaigns that are active and in flight, ``days[z]`` being the local date's
-        ordinal in zone ``zones[z]`` (the one live-campaign test)."""
+        """bool[n]: campaigns that are active and in flight (the one live-campaign test)."""
+        return self.active & self.in_flight(days)
+
+    def in_flight(self, days: tuple[int, ...]) -> np.ndarray:
+        """bool[n]: campaigns whose start..end dates hold the local date, ``days[z]`` being its
+        ordinal in zone ``zones[z]`` (each campaign's own zone)."""
         today = np.asarray(days, dtype=np.int32)[self.zone_of]
-        return self.active & (self.start_day <= today) & (today <= self.end_day)
+        return (self.start_day <= today) & (today <= self.end_day)
 
 
 @dataclass(frozen=True)

@@ -135,10 +135,9 @@ def first_failures(index: CampaignIndex, p: Point, m: Moment) -> dict[int, str]:
     """
     rows = index.rows
     n_tags = len(index.tag_index)
-    today = np.asarray(m.days, dtype=np.int32)[index.zone_of]
     checks: list[tuple[str, np.ndarray]] = [
         ("status", bitset.pack(index.active[index.owner])),
-        ("flight", bitset.pack(((index.start_day <= today) & (today <= index.end_day))[index.owner])),
+        ("flight", bitset.pack(index.in_flight(m.days)[index.owner])),
         ("geo", rows[index.geo_base + p.geo]),
         ("time", np.bitwise_or.reduce(rows[[b + s for b, s in zip(index.time_base, m.slots)]], axis=0)),
         ("gender", rows[index.gender_base + p.gender]),
