@@ -1,6 +1,6 @@
 """Batch scoring throughput against ``Engine.decide`` in a loop, and Dask with 1 vs 2 workers.
 
-    python benchmarks/bench_batch.py [--campaigns 10000] [--requests 100000] [--decide 300]
+    python benchmarks/bench_batch.py [--campaigns 10000] [--requests 100000] [--decide 300] [--model DIR]
 
 Two rule sets of generated campaigns (``targeting.gen``): as generated (a
 quarter with frequency caps, a quarter with budgets, some retargeting: the
@@ -12,7 +12,8 @@ retargeting events of advertisers that retarget. For each: ``Engine.decide`` on 
 first ``--decide`` requests, one at a time, and ``targeting.batch.score`` on
 all ``--requests`` (single process); goal >= 20x and >= 200k requests/s per
 core. Then the pure-targeting set on a Dask ``LocalCluster`` with 1 and 2
-single-threaded worker processes. A fixed workload timed before and after
+single-threaded worker processes. ``--model`` scores with a click model written by
+``targeting train`` instead of the priors. A fixed workload timed before and after
 (``machine_speed``) says how fast this shared machine was during the runs.
 """
 
@@ -42,9 +43,9 @@ RULES = Path(__file__).resolve().parents[1] / "rules"
 
 
 
-def engine_for(camps: list[dict], tx: Taxonomy, now: float) -> Engine:
+def engine_for(camps: list[dict], tx: Taxonomy, now: float, model: Any = None) -> Engine:
     index = compile_campaigns(validate_campaigns([("gen.yaml", camps)], tx), tx, "bench")
-    engine = Engine(tx, index, store=MemoryStore(clock=lambda: now), clock=lambda: now)
+    engine = Engine(tx, index, store=MemoryStore(clock=lambda: now), model=model, clock=lambda: now)
     settle_heap()  # as a long-running process would (targeting serve does)
     return engine
 
@@ -116,8 +117,14 @@ def main() -> None:
     ap.add_argument("--decide", type=int, default=300)
     ap.add_argument("--warm", type=float, default=0.5, help="share of users with state (default 0.5)")
     ap.add_argument("--no-dask", action="store_true")
+    ap.add_argument("--model", help="a model directory (targeting train); default: the priors")
     args = ap.parse_args()
     tx = Taxonomy.load(RULES / "taxonomy")
+    model = None
+    if args.model:
+        from targeting.model import load_model
+
+        model = load_model(args.model, tx)
     now = time.time()
     full = generate_campaigns(args.campaigns, tx, seed=1)
     plain = copy.deepcopy(full)
@@ -129,12 +136,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         req = generate_requests(d / "req.parquet", args.requests, taxonomy=tx, seed=3, end=now, progress=False)
-        print(f"\n{args.campaigns:,} campaigns, {args.requests:,} requests, {cpu} CPUs "
+        print(f"\n{args.campaigns:,} campaigns, {args.requests:,} requests, {cpu} CPUs, "
+              f"model {model.version if model is not None else 'priors'} "
               f"(load average {os.getloadavg()[0]:.1f}; {machine_speed()})\n")
         print(f"{'rule set':22}{'decide req/s':>14}{'batch req/s':>14}{'speedup':>10}{'decisions/req':>15}")
         plain_engine = None
         for name, camps in (("with caps/budgets/rt", full), ("targeting only", plain)):
-            engine = engine_for(camps, tx, now)
+            engine = engine_for(camps, tx, now, model)
             if camps is full and args.warm > 0:
                 print(f"(warmed: {warm(engine, req, args.warm, now):,} users with impressions and events)")
             dps = decide_loop(engine, req, args.decide)

@@ -12,6 +12,7 @@ from .errors import Problem as Problem
 from .errors import RulesError as RulesError
 from .errors import TargetingError as TargetingError
 from .errors import Unavailable as Unavailable
+from .scoring import ClickModel as ClickModel
 from .spec import Spec as Spec
 from .spec import SpecError as SpecError
 from .spec import parse_spec as parse_spec
@@ -20,6 +21,7 @@ from .taxonomy import Taxonomy as Taxonomy
 __version__ = "0.1.0"
 
 __all__ = [
+    "ClickModel",
     "Engine",
     "Forbidden",
     "NotFound",

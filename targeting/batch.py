@@ -1,7 +1,7 @@
 """Batch scoring (``targeting score``): decide a Parquet file of requests, streaming.
 
-Requests (contract §5) are read in record batches, decided with the vectorized
-pipeline of :mod:`targeting.batchmatch` (same answers as ``Engine.decide``:
+Requests (docs/files.md) are read in record batches, decided with the vectorized
+pipeline of :mod:`targeting.batchrank` (same answers as ``Engine.decide``:
 profiles fill missing attributes, store-backed checks read the state as of the
 start of the run — a :class:`~targeting.stores.snapshot.StateSnapshot` when the
 store can take one, else the store once per step — and pCTR comes from the
@@ -28,7 +28,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import pyarrow as pa
@@ -36,6 +36,7 @@ import pyarrow.parquet as pq
 
 from .compiler import CampaignIndex
 from .errors import TargetingError
+from .layout import Layout
 from .progress import Progress
 from .request import DEFAULT_LIMIT, MAX_LIMIT
 from .scoring import ClickModel
@@ -67,6 +68,13 @@ class Job:
     now: float
     limit: int
     floor_cpm: float
+    layout: Layout | None = None  # the ranking layout: the engine's, or built where the job is unpickled
+
+    def ranking(self) -> Layout:
+        """The ranking layout of the job's index and model, built once per process."""
+        if self.layout is None:
+            self.layout = Layout.of(self.index, self.model)
+        return self.layout
 
 
 @dataclass
@@ -98,10 +106,11 @@ class Tally:
 def score_batches(job: Job, batches: Iterator[tuple[int, pa.RecordBatch]], writer: pq.ParquetWriter,
                   progress: Progress | None = None) -> Tally:
     """Decide every ``(first_row, record batch)`` and write the decisions; returns the tally."""
-    from .batchmatch import decide_block
+    from .batchrank import decide_requests
     from .batchrequests import parse_requests
 
     index = job.index
+    layout = job.ranking()
     n = index.n_campaigns
     t = Tally(errors=[], impressions=np.zeros(n, dtype=np.int64), clicks=np.zeros(n), spend=np.zeros(n))
     ids = pa.array(index.ids, pa.string())
@@ -113,7 +122,7 @@ def score_batches(job: Job, batches: Iterator[tuple[int, pa.RecordBatch]], write
         if len(t.errors) < MAX_REPORTED_ERRORS:
             t.errors.extend(errors[:MAX_REPORTED_ERRORS - len(t.errors)])
         if len(reqs):
-            ranked, degraded = decide_block(index, job.taxonomy, job.model, job.store, reqs,
+            ranked, degraded = decide_requests(layout, job.taxonomy, job.store, reqs,
                                             limit=job.limit, floor_cpm=job.floor_cpm)
             t.degraded += int(degraded.sum())
             t.decisions += ranked.req.size
@@ -180,7 +189,7 @@ def score(
         raise TargetingError("floor_cpm is a non-negative number", path="floor_cpm")
     files = _input_files(Path(requests_path))
     job = Job(engine.taxonomy, engine.index, engine.model, _state_for_batch(engine.store, engine.index),
-              engine.profiles, float(engine.clock()), limit, float(floor_cpm))
+              engine.profiles, float(engine.clock()), limit, float(floor_cpm), engine.layout)
     total = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
     bar = Progress("score", total=total, enabled=progress)
     t0 = time.perf_counter()
@@ -325,8 +334,14 @@ def _state_for_batch(store: StateStore | None, index: CampaignIndex) -> StateSto
     operations) when the store can take one, else the store itself."""
     if store is None or not index.needs_store.any():
         return None
-    take = getattr(store, "snapshot", None)
-    return take() if take is not None else store  # type: ignore[no-any-return]
+    return store.snapshot() if isinstance(store, Snapshots) else store
+
+
+@runtime_checkable
+class Snapshots(Protocol):
+    """A store that can hand out a :class:`StateSnapshot` of its state (the in-memory one)."""
+
+    def snapshot(self) -> StateSnapshot: ...
 
 
 def _portable_store(job: Job) -> StateStore | None:
@@ -419,3 +434,6 @@ class _Reopen:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.url = state["url"]
         self._store = None
+
+
+__all__ = ["BATCH_ROWS", "OUTPUT_SCHEMA", "Job", "Tally", "score", "score_batches"]

@@ -1,6 +1,6 @@
 """Requests for batch decisions as aligned arrays, and their local clocks.
 
-:func:`parse_requests` turns a table of contract §5 requests into
+:func:`parse_requests` turns a table of batch-scoring requests (docs/files.md) into
 :class:`Requests` (domain indices as :mod:`targeting.taxonomy` defines them,
 validated the way ``parse_request`` validates one JSON request, profiles
 merged the way ``Request.with_profile`` merges them); :func:`clocks` gives
@@ -13,21 +13,17 @@ from __future__ import annotations
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any, cast
-from zoneinfo import ZoneInfo
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from .errors import TargetingError
+from .localtime import EPOCH_ORDINAL, MINUTES_PER_DAY, local_minutes
 from .request import DEFAULT_LIMIT, Request
 from .taxonomy import GENDERS, MAX_AGE, UNKNOWN, Taxonomy
 
-EPOCH_ORDINAL = 719163  # date(1970, 1, 1).toordinal()
-MINUTES_PER_DAY = 1440
 _ADCODE_SPACE = 1_000_000  # 6-digit adcodes
 
 
@@ -79,7 +75,7 @@ _FIELDS = ("row", "request_id", "user_id", "ts", "province", "city", "geo", "gen
 
 # ------------------------------------------------------------------ parsing
 def request_from_row(row: Mapping[str, Any]) -> dict[str, Any]:
-    """One contract §5 request row (as ``pyarrow`` ``to_pylist`` gives it) in the decide JSON
+    """One batch-scoring request row (docs/files.md) (as ``pyarrow`` ``to_pylist`` gives it) in the decide JSON
     form: the request's geo nested again, nulls left out."""
     raw: dict[str, Any] = {"request_id": row["request_id"], "user_id": row["user_id"]}
     if row.get("ts") is not None:
@@ -96,7 +92,7 @@ def request_from_row(row: Mapping[str, Any]) -> dict[str, Any]:
 def parse_requests(
     table: pa.Table | pa.RecordBatch, tx: Taxonomy, *, now: float, profiles: Any = None, first_row: int = 0,
 ) -> tuple[Requests, list[dict[str, Any]]]:
-    """Validate a table of contract §5 requests into :class:`Requests`.
+    """Validate a table of batch-scoring requests (docs/files.md) into :class:`Requests`.
 
     Returns the valid requests and one error per bad row, ``{"row", "request_id",
     "error": {"code", "message", "path"}}`` (paths as in ``decide_batch``:
@@ -408,39 +404,6 @@ class Clocks:
     day_fraction: np.ndarray  # float64
 
 
-@lru_cache(maxsize=64)
-def _zone(name: str) -> ZoneInfo:
-    return ZoneInfo(name)
-
-
-def local_minutes(ts: np.ndarray, zone: str) -> np.ndarray:
-    """int64[B]: local wall-clock minutes since 1970-01-01 00:00 of each (minute-floored) ``ts``.
-
-    The vector form of ``datetime.fromtimestamp(ts // 60 * 60, ZoneInfo(zone))``. Every zone's
-    UTC offset is a multiple of 15 minutes and changes at a quarter-hour (as
-    ``targeting.matcher.moment`` assumes), so the offset is converted once per distinct UTC
-    quarter-hour (a log's block spans a few hundred), not once per request."""
-    minute = np.floor_divide(ts, 60).astype(np.int64)
-    quarter = minute // 15
-    if quarter.size == 0:
-        return minute
-    lo = int(quarter.min())
-    span = int(quarter.max()) - lo + 1
-    if span > quarter.size:  # spread too thin for a table: every request on its own
-        first, inv = quarter, None
-    else:
-        present = np.zeros(span, dtype=bool)
-        present[quarter - lo] = True
-        first = np.flatnonzero(present) + lo
-        number = np.zeros(span, dtype=np.int64)
-        number[first - lo] = np.arange(first.size)
-        inv = number[quarter - lo]
-    utc = pd.DatetimeIndex(pd.to_datetime(first * 900, unit="s", utc=True))
-    wall = utc.tz_convert(_zone(zone)).tz_localize(None)
-    offset = np.asarray(wall.as_unit("s").asi8 // 60, dtype=np.int64) - first * 15  # minutes
-    return minute + (offset if inv is None else offset[inv])
-
-
 def clocks(zones: tuple[str, ...], ts: np.ndarray) -> Clocks:
     """What :func:`targeting.matcher.moment` computes, for every request and zone."""
     b = ts.size
@@ -455,3 +418,6 @@ def clocks(zones: tuple[str, ...], ts: np.ndarray) -> Clocks:
         days[:, z] = day + EPOCH_ORDINAL
         frac[:, z] = minute / MINUTES_PER_DAY
     return Clocks(slots, days, frac)
+
+
+__all__ = ["Clocks", "Requests", "clocks", "parse_requests", "request_from_row"]

@@ -1,4 +1,4 @@
-"""Upper bounds of eCPM, for the rankers that stop early (``batchmatch``, ``ordered``).
+"""Upper bounds of eCPM, for the rankers that stop early (``batchrank``, ``ordered``).
 
 Both rankers visit clauses in a fixed order and finish a request once its
 ``limit``-th best eCPM is strictly above a bound of everything it has not
@@ -10,7 +10,7 @@ visited. How early that happens depends on the bound and the order:
   puts every feature at its best and every positive tag present, far above
   what one request can give, and a ranker bounded by it visits nearly
   everything.
-* **blocks** (:class:`Blocks`), for :class:`targeting.model.ClickModel`: the
+* **blocks** (:class:`Blocks`), for a :class:`targeting.scoring.SplitModel`: the
   logit of P(click) splits into a campaign part ``x_c`` and a request part
   ``a·u[k]`` for the campaign's category ``k``, and ``σ(y) ≤ e^y``, so a CPC
   campaign's eCPM for a request is at most
@@ -36,12 +36,11 @@ import math
 from bisect import bisect_right
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
 
 import numpy as np
 
 from .compiler import CampaignIndex
-from .scoring import ClickModel, PriorModel
+from .scoring import BoundedModel, ClickModel, SplitModel
 
 BLOCKS_FROM = 512  # clauses: a smaller index is walked in one order (a few words: one match beats a round per block)
 INFLATE = 1 + 1e-9
@@ -53,22 +52,14 @@ _SPAN = 4 * _CLIP  # Blocks.below's offset between blocks
 def ecpm_bound(index: CampaignIndex, model: ClickModel) -> np.ndarray:
     """float64[n_campaigns]: no request can give a campaign a higher eCPM than this.
 
-    CPM: the bid. CPC: ``bid × 1000 ×`` the model's largest possible pCTR (the
-    prior itself for :class:`PriorModel`, ``model.max_pctr(index)`` when the
-    model has it, else 1)."""
-    if isinstance(model, PriorModel):
-        pmax = index.prior_ctr
-    elif hasattr(model, "max_pctr"):
+    CPM: the bid. CPC: ``bid × 1000 ×`` the model's largest possible pCTR
+    (``model.max_pctr(index)`` for a :class:`~targeting.scoring.BoundedModel`, else 1)."""
+    if isinstance(model, BoundedModel):
         pmax = np.asarray(model.max_pctr(index), dtype=np.float64)
     else:
         pmax = np.ones(index.n_campaigns)
     bound = np.where(index.is_cpc, index.bid * np.minimum(pmax, 1.0) * 1000.0, index.bid)
     return bound * INFLATE + NUDGE
-
-
-def splits_logit(model: Any) -> bool:
-    """Whether ``model`` splits its logit into campaign and request parts (``targeting.model.ClickModel``)."""
-    return all(hasattr(model, a) for a in ("campaign_logits", "n_categories", "user_logit", "user_logits", "a"))
 
 
 @dataclass(frozen=True, eq=False)
@@ -84,7 +75,6 @@ class Blocks:
     scale_of: np.ndarray  # int64[J]
     key: np.ndarray  # float64[m + 1]: log(1000·bid) + x_c (CPC) or log(bid) (CPM); descending in a block
     cap: np.ndarray  # float64[m + 1]: the largest 1000·bid (CPC) or bid (CPM) from here to the block's end
-    run_end: np.ndarray  # int64[m]: the position after the last clause of this position's campaign
 
     @property
     def n_blocks(self) -> int:
@@ -152,18 +142,15 @@ class Blocks:
         return off - np.clip(self.key[:m], -_CLIP, _CLIP), off - np.clip(log_cap, -_CLIP, _CLIP)
 
 
-def block_order(index: CampaignIndex, model: Any) -> np.ndarray | None:
-    """float64[n_campaigns]: visit order for ``clause_tables`` (descending) that lays the campaigns
-    out in blocks, or None when ``model`` does not split its logit."""
-    if not splits_logit(model):
-        return None
+def block_order(index: CampaignIndex, model: SplitModel) -> np.ndarray:
+    """float64[n_campaigns]: a visit order (descending) that lays the campaigns out in blocks."""
     group, key = _group_and_key(index, model)
     rank = np.empty(index.n_campaigns, dtype=np.float64)
     rank[np.lexsort((np.arange(index.n_campaigns), -key, group))] = np.arange(index.n_campaigns)
     return -rank
 
 
-def _group_and_key(index: CampaignIndex, model: Any) -> tuple[np.ndarray, np.ndarray]:
+def _group_and_key(index: CampaignIndex, model: SplitModel) -> tuple[np.ndarray, np.ndarray]:
     """(int64[n]: block of each campaign, 0 CPM then 1 + category; float64[n]: its key)."""
     cpc = index.is_cpc
     group = np.where(cpc, 1 + index.category.astype(np.int64), 0)
@@ -172,7 +159,7 @@ def _group_and_key(index: CampaignIndex, model: Any) -> tuple[np.ndarray, np.nda
     return group, key
 
 
-def blocks(index: CampaignIndex, model: Any, owner: np.ndarray) -> Blocks:
+def blocks(index: CampaignIndex, model: SplitModel, owner: np.ndarray) -> Blocks:
     """The :class:`Blocks` of positions whose campaigns are ``owner`` (int[m], laid out by
     :func:`block_order`)."""
     owner = owner.astype(np.int64)
@@ -186,12 +173,10 @@ def blocks(index: CampaignIndex, model: Any, owner: np.ndarray) -> Blocks:
     for j in range(k + 1):  # the largest from each position to the end of its block
         lo, hi = start[j], start[j + 1]
         cap[lo:hi] = np.maximum.accumulate(cap_c[lo:hi][::-1])[::-1]
-    run_end = np.empty(m, dtype=np.int64)
-    if m:
-        last = np.r_[owner[1:] != owner[:-1], True]
-        ends = np.flatnonzero(last) + 1
-        run_end = np.repeat(ends, np.diff(np.r_[0, ends]))
     return Blocks(
         a=float(model.a), start=start, scale_of=np.r_[k, np.arange(k)].astype(np.int64),
-        key=np.append(key[owner], -np.inf), cap=cap, run_end=run_end,
+        key=np.append(key[owner], -np.inf), cap=cap,
     )
+
+
+__all__ = ["BLOCKS_FROM", "INFLATE", "NUDGE", "Blocks", "block_order", "blocks", "ecpm_bound"]

@@ -22,7 +22,7 @@ import numpy as np
 
 from .compiler import CampaignIndex
 from .matcher import Moment
-from .state import PACING_SLACK, spend_key
+from .state import AHEAD_OF_PACE, OVER_BUDGET, pacing, spend_key
 from .stores.base import StateQuery, StateStore, StoreUnavailable
 
 
@@ -91,11 +91,9 @@ class SpendMirror:
     def _compute(self, index: CampaignIndex, m: Moment, spent: np.ndarray) -> dict[int, str]:
         b = index.budgeted
         budget = index.budget[b]
-        frac = np.asarray(m.day_fraction)[index.zone_of[b]]
-        over = spent >= budget
-        ahead = ~over & (spent >= budget * np.minimum(1.0, frac + PACING_SLACK))
-        reasons = dict.fromkeys(b[over].tolist(), "budget")
-        reasons.update(dict.fromkeys(b[ahead].tolist(), "pacing"))
+        verdict = pacing(spent, budget, np.asarray(m.day_fraction)[index.zone_of[b]])
+        reasons = dict.fromkeys(b[verdict == OVER_BUDGET].tolist(), "budget")
+        reasons.update(dict.fromkeys(b[verdict == AHEAD_OF_PACE].tolist(), "pacing"))
         return reasons
 
     def _all_blocked(self, index: CampaignIndex) -> dict[int, str]:
@@ -107,3 +105,6 @@ class SpendMirror:
             with self._lock:
                 self._blocked[key] = hit
         return hit
+
+
+__all__ = ["SpendMirror"]

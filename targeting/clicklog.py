@@ -47,10 +47,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import TargetingError
+from .model import age_band
 from .taxonomy import GENDERS, Taxonomy
 
 TRUTH_ZONE = "Asia/Shanghai"
-AGE_BAND_EDGES = (18, 25, 35, 45, 55, 65)  # band 0 = unknown, 1 = <18, ..., 7 = 65+
 SLOT_NAMES = ("feed", "banner", "splash", "video", "search")
 CHUNK = 100_000
 
@@ -117,13 +117,6 @@ WEEKDAY_EFFECTS = (-0.05, 0.0, 0.0, 0.0, 0.05, 0.12, 0.10)  # mon..sun
 QUALITY_SD = 0.3
 
 
-def age_band(age_domain: np.ndarray) -> np.ndarray:
-    """int8[n] band of an age domain index (0 unknown, else 1 + age): 0 unknown, 1..7."""
-    age = age_domain.astype(np.int64) - 1
-    band = 1 + np.searchsorted(np.array(AGE_BAND_EDGES), age, side="right")
-    return np.where(age_domain > 0, band, 0).astype(np.int8)
-
-
 class GroundTruth:
     """The click probability the synthetic log is drawn from (see the module docstring)."""
 
@@ -167,7 +160,7 @@ class GroundTruth:
             age: np.ndarray, scene: np.ndarray, tags: np.ndarray) -> np.ndarray:
         """float64[n]: P(click) of n (request, campaign) rows; ``tags`` int[n, T] padded with -1,
         ``gender``/``age``/``scene`` domain indices, ``category`` taxonomy category index."""
-        from .batchrequests import local_minutes
+        from .localtime import local_minutes
 
         lm = local_minutes(ts, TRUTH_ZONE)
         day, minute = np.divmod(lm, 1440)
@@ -328,9 +321,11 @@ def generate_log(out: str | Path, rows: int, *, engine: Any, seed: int = 0, days
     docstring). Returns ``{"path", "rows", "clicks", "ctr", "truth_mean_ctr",
     "ineligible_rows", "campaigns"}``.
     """
-    from .batchmatch import apply_store_checks, eligible_pairs, match_block
+    from .batchmatch import campaign_pairs, matched_pairs
     from .batchrequests import clocks, parse_requests
+    from .layout import Layout
     from .progress import Progress
+    from .storecheck import store_checks
 
     if rows < 1:
         raise TargetingError("rows must be >= 1", path="rows")
@@ -342,6 +337,7 @@ def generate_log(out: str | Path, rows: int, *, engine: Any, seed: int = 0, days
     end = float(engine.clock()) if end is None else end
     truth = GroundTruth(tx)
     quality = truth.quality(list(index.ids))
+    eligibility = Layout.identity(index)
     fallback = np.flatnonzero(index.active)
     if fallback.size == 0:
         fallback = np.arange(index.n_campaigns)
@@ -364,9 +360,9 @@ def generate_log(out: str | Path, rows: int, *, engine: Any, seed: int = 0, days
             for s in range(0, n, 2048):
                 sub = reqs.take(slice(s, s + 2048))
                 sub_clk = _slice_clocks(clk, s, s + 2048)
-                words = match_block(index, sub, sub_clk)
-                apply_store_checks(index, sub, words, engine.store, sub_clk)
-                req, camp = eligible_pairs(index, words)
+                rb, clause = matched_pairs(eligibility, sub, sub_clk)
+                ok, _ = store_checks(index, sub, rb, clause, engine.store, sub_clk)
+                req, camp = campaign_pairs(eligibility, rb[ok], clause[ok])
                 counts = np.bincount(req, minlength=len(sub))
                 starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
                 pick = starts + np.floor(rng.random(len(sub)) * np.maximum(counts, 1)).astype(np.int64)
@@ -405,3 +401,6 @@ def _slice_clocks(clk: Any, s: int, e: int) -> Any:
     from .batchrequests import Clocks
 
     return Clocks(clk.slots[s:e], clk.days[s:e], clk.day_fraction[s:e])
+
+
+__all__ = ["GroundTruth", "generate_log", "generate_requests"]

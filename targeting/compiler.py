@@ -18,14 +18,14 @@ The matcher then needs one gather and a couple of reductions per request.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from . import bitset
 from .rules import Campaign
 from .spec import Clause
-from .state import DAY, cap_key
+from .state import DAY, WINDOWS, cap_key, spend_key
 from .taxonomy import AGE_DOMAIN, SLOTS, Taxonomy
 
 Window = tuple[tuple[str, str], float]  # ((advertiser, event), window in seconds)
@@ -76,8 +76,7 @@ class CampaignIndex:
     rt_rules: tuple[RtRules | None, ...]  # per clause: its retargeting rules keyed as the store answers, or None
     advertisers: frozenset[str]  # every advertiser with a campaign (events for others are refused)
     longest_window_days: int  # longest retargeting ``within_days`` in any clause, 0 if none
-    _live_cache: dict[tuple[int, ...], np.ndarray] = field(default_factory=dict)
-    _neg_cache: dict[tuple[int, ...], list[int]] = field(default_factory=dict)
+    state: StateArrays  # the same per-campaign state metadata as arrays (the batch scorer's checks)
 
     @property
     def n_campaigns(self) -> int:
@@ -87,20 +86,61 @@ class CampaignIndex:
     def n_clauses(self) -> int:
         return int(self.owner.size)
 
-    def live_words(self, days: tuple[int, ...]) -> np.ndarray:
-        """uint64[n_words]: clauses whose campaign is active and in flight.
+    def live(self, days: tuple[int, ...]) -> np.ndarray:
+        """bool[n]: campaigns that are active and in flight (the one live-campaign test)."""
+        return self.active & self.in_flight(days)
 
-        ``days[z]`` is today's ordinal in zone ``zones[z]``. Cached: days change rarely.
-        """
-        hit = self._live_cache.get(days)
-        if hit is None:
-            today = np.asarray(days, dtype=np.int32)[self.zone_of]
-            live = self.active & (self.start_day <= today) & (today <= self.end_day)
-            hit = bitset.pack(live[self.owner])
-            if len(self._live_cache) > 64:
-                self._live_cache.clear()
-            self._live_cache[days] = hit
-        return hit
+    def in_flight(self, days: tuple[int, ...]) -> np.ndarray:
+        """bool[n]: campaigns whose start..end dates hold the local date, ``days[z]`` being its
+        ordinal in zone ``zones[z]`` (each campaign's own zone)."""
+        today = np.asarray(days, dtype=np.int32)[self.zone_of]
+        return (self.start_day <= today) & (today <= self.end_day)
+
+
+@dataclass(frozen=True)
+class StateArrays:
+    """What the store checks need, as arrays over campaigns (``n``) or clauses (``m``)."""
+
+    cap_n: np.ndarray  # float64[n]: impressions allowed per window, inf = no cap
+    cap_per: np.ndarray  # int8[n]: index into targeting.state.WINDOWS, -1 = no cap
+    cap_prefix: np.ndarray  # object[n]: "cap:<id>:"
+    spend_prefix: np.ndarray  # object[n]: "spend:<id>:"
+    advertiser: np.ndarray  # int32[n]: index into ``advertisers``
+    advertisers: tuple[str, ...]
+    retargeting: np.ndarray  # bool[n]: the campaign's spec uses retargeting
+    clause_rt: np.ndarray  # bool[m]: the clause has retargeting rules
+    clause_rt_any: np.ndarray  # bool[m]: ... and some of them require an event
+    clause_rt_keys: tuple[frozenset[tuple[str, str]], ...]  # per clause: the (advertiser, event) its rules name
+    sure: np.ndarray  # bool[n]: no clause of the campaign needs state: it passes every store check
+
+
+def _state_arrays(cs: tuple[Campaign, ...], clauses: list[Clause], rt_rules: tuple[RtRules | None, ...],
+                  needs: np.ndarray, owner: np.ndarray) -> StateArrays:
+    advs = tuple(sorted({c.advertiser for c in cs}))
+    adv_pos = {a: i for i, a in enumerate(advs)}
+    capped = [c.cap_impressions is not None and c.cap_per is not None for c in cs]
+    return StateArrays(
+        cap_n=np.array([c.cap_impressions if k else np.inf for c, k in zip(cs, capped)], dtype=np.float64),
+        cap_per=np.array([WINDOWS.index(c.cap_per) if k and c.cap_per else -1 for c, k in zip(cs, capped)],
+                         dtype=np.int8),
+        cap_prefix=np.array([cap_key(c.id, "") for c in cs], dtype=object),
+        spend_prefix=np.array([spend_key(c.id, "") for c in cs], dtype=object),
+        advertiser=np.array([adv_pos[c.advertiser] for c in cs], dtype=np.int32),
+        advertisers=advs,
+        retargeting=np.array([c.spec.uses_retargeting for c in cs], dtype=bool),
+        clause_rt=np.array([bool(cl.rt_any or cl.rt_none) for cl in clauses], dtype=bool),
+        clause_rt_any=np.array([bool(cl.rt_any) for cl in clauses], dtype=bool),
+        clause_rt_keys=tuple(_rule_keys(r) for r in rt_rules),
+        sure=~np.isin(np.arange(len(cs)), owner[needs]),
+    )
+
+
+def _rule_keys(rules: RtRules | None) -> frozenset[tuple[str, str]]:
+    """The store keys (advertiser, event) that retargeting rules read."""
+    if rules is None:
+        return frozenset()
+    want, avoid = rules
+    return frozenset([key for options in want for key, _ in options] + [key for key, _ in avoid])
 
 
 def compile_campaigns(campaigns: Sequence[Campaign], taxonomy: Taxonomy, version: str) -> CampaignIndex:
@@ -158,6 +198,7 @@ def compile_campaigns(campaigns: Sequence[Campaign], taxonomy: Taxonomy, version
     owner = np.asarray(owner_list, dtype=np.int32)
     cat_ids = list(taxonomy.categories)
     needs = np.array([camps[o].needs_store for o in owner_list], dtype=bool)
+    rt_rules = tuple(_rt_rules(cl, camps[o].advertiser) for cl, o in zip(clauses, owner_list))
     return CampaignIndex(
         version=version,
         campaigns=camps,
@@ -195,11 +236,12 @@ def compile_campaigns(campaigns: Sequence[Campaign], taxonomy: Taxonomy, version
         shown=tuple((c.id, c.advertiser, c.bid_type, c.bid) for c in camps),
         state_meta=tuple((c.advertiser, c.spec.uses_retargeting, c.cap_per, zone_pos[c.timezone], cap_key(c.id, ""),
                           float("inf") if c.cap_impressions is None else float(c.cap_impressions)) for c in camps),
-        rt_rules=tuple(_rt_rules(cl, camps[o].advertiser) for cl, o in zip(clauses, owner_list)),
+        rt_rules=rt_rules,
         advertisers=frozenset(c.advertiser for c in camps),
         longest_window_days=max(
             (d for cl in clauses for rules in (*cl.rt_any, tuple(cl.rt_none)) for _, d in rules), default=0
         ),
+        state=_state_arrays(camps, clauses, rt_rules, needs, owner),
     )
 
 
@@ -217,3 +259,6 @@ def _fill(col: np.ndarray, base: int, size: int, allowed: frozenset[int] | None)
         for v in allowed:
             col[base + v] = True
 
+
+
+__all__ = ["CampaignIndex", "RtRules", "StateArrays", "Window", "compile_campaigns"]

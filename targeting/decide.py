@@ -24,6 +24,7 @@ from .compiler import CampaignIndex, RtRules
 from .matcher import Moment, Point, first_failures, match, moment, sorted_tag_indices
 from .request import Request
 from .scoring import ClickModel, PriorModel, ecpm
+from .state import capped
 from .stores.base import StateQuery, UserState
 from .taxonomy import UNKNOWN, Taxonomy, gender_index
 
@@ -68,17 +69,17 @@ def point_of(req: Request, tx: Taxonomy, tag_index: dict[str, int]) -> Point:
 
 def prepare(
     index: CampaignIndex, tx: Taxonomy, req: Request, model: ClickModel | None = None,
-    blocked: dict[int, str] | None = None, m: Moment | None = None,
+    blocked: dict[int, str] | None = None, mo: Moment | None = None,
 ) -> Pending:
     """Bitset stage, scoring, ranking, and the store query the contenders need.
 
     ``blocked``: campaigns that may not spend now, with the reason (the spend
     mirror's answer); ``None`` = none blocked.
-    ``m`` is the request's :class:`Moment` when the caller has it already.
+    ``mo`` is the request's :class:`Moment` when the caller has it already.
     """
-    m = m or moment(index.zones, req.ts)
+    mo = mo or moment(index.zones, req.ts)
     p = point_of(req, tx, index.tag_index)
-    words = match(index, p, m)
+    words = match(index, p, mo)
     reasons: dict[int, str] = {}
     if blocked:
         mask = np.zeros(index.n_campaigns, dtype=bool)
@@ -92,7 +93,7 @@ def prepare(
     clauses = bitset.to_indices(words)
     owners = index.owner[clauses]  # ascending, since clauses are ascending and contiguous per campaign
     camps = owners[run_starts(owners)]
-    pend = Pending(req, m, p, clauses.tolist(), [], None, budget_reasons=reasons)
+    pend = Pending(req, mo, p, clauses.tolist(), [], None, budget_reasons=reasons)
     if not camps.size:
         return pend
     pctr = (model or _PRIOR).predict(req, camps, index)
@@ -240,7 +241,7 @@ def _user_check(index: CampaignIndex, ci: int, pend: Pending, state: UserState) 
         if not any(rules_hold(rules[j], now, events) for j in _eligible_clauses(index, ci, pend.clauses)):
             return "retargeting"
     k = pend.cap_of.get(ci)
-    if k is not None and state.user_counters[k] >= cap:
+    if k is not None and capped(state.user_counters[k], cap):
         return "frequency_cap"
     return None
 

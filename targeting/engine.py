@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import collections
 import gc
 import logging
 import threading
 import time
-from collections import Counter as Tally
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -20,6 +20,7 @@ from .budget import SpendMirror
 from .compiler import CampaignIndex, compile_campaigns
 from .decide import Pending, finish, prepare
 from .errors import NotFound, TargetingError, Unavailable
+from .layout import Layout
 from .matcher import moment
 from .ordered import OrderedIndex, ordered_index
 from .request import Request, check_id, parse_request, parse_ts
@@ -75,18 +76,20 @@ MIN_EVENT_TTL_DAYS = 30
 @dataclass(frozen=True)
 class Snapshot:
     """What one decision reads: swapped as a whole on reload, so a request never
-    sees half of an old rule set and half of a new one. ``ordered`` (the decide
-    fast path's view of the index) is built here, before the swap, so no
-    request pays for it."""
+    sees half of an old rule set and half of a new one. The ranking ``layout`` of
+    the index and model (and ``ordered``, the decide fast path's view of it) is
+    built here, before the swap, so no request pays for it; its caches go with it."""
 
     index: CampaignIndex
     model: ClickModel
+    layout: Layout
     ordered: OrderedIndex
 
     @classmethod
     def of(cls, index: CampaignIndex, model: ClickModel) -> Snapshot:
         with _collector_paused():  # ~10^5 acyclic objects: collections would only walk them (1.5 s at 100k)
-            return cls(index, model, ordered_index(index, model))
+            layout = Layout.of(index, model)
+            return cls(index, model, layout, ordered_index(layout))
 
 
 class Engine:
@@ -123,7 +126,7 @@ class Engine:
         self._reload_lock = threading.Lock()
         self._spend = SpendMirror(ttl=budget_refresh_s, max_stale=budget_max_stale_s)
         self._warned = -1e9
-        self.stats: Tally[str] = Tally()
+        self.stats: collections.Counter[str] = collections.Counter()
 
     # ------------------------------------------------------------ building
     @classmethod
@@ -163,6 +166,11 @@ class Engine:
     @property
     def model(self) -> ClickModel:
         return self._snap.model
+
+    @property
+    def layout(self) -> Layout:
+        """The ranking layout of the rule set and model in force (``targeting.layout``)."""
+        return self._snap.layout
 
     # ------------------------------------------------------------- decide
     def decide(self, request: Mapping[str, Any]) -> dict[str, Any]:
@@ -393,3 +401,6 @@ class Engine:
         aud = self._audience()
         parsed = spec if isinstance(spec, Spec) else self.parse_spec(spec, advertiser)
         return int(aud.export(parsed, path, advertiser=advertiser, store=self.store, now=self.clock(), **options))
+
+
+__all__ = ["MAX_BATCH", "Engine", "Snapshot", "settle_heap"]

@@ -27,7 +27,7 @@ _DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml when present:
 
 
 def generate_campaigns(n: int, taxonomy: Taxonomy, seed: int = 0) -> list[dict[str, Any]]:
-    """``n`` campaign dicts (the YAML form of contract §3), deterministic in ``seed``.
+    """``n`` campaign dicts (the YAML form of docs/campaigns.md), deterministic in ``seed``.
 
     Ids are ``gen-000001``…; advertisers ``adv-000``… (about 20 campaigns each).
     Most campaigns are active and in flight today so that benchmarks see real

@@ -7,18 +7,17 @@ few candidates left.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import NamedTuple
-from zoneinfo import ZoneInfo
 
 import numpy as np
 
 from . import bitset
 from .compiler import CampaignIndex
-from .state import window_bucket
+from .localtime import local_datetime, local_minute
+from .state import WINDOWS, window_bucket
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,14 +57,9 @@ def _quarter(zone: str, block: int) -> tuple[int, int, int, dict[str, str]]:
     """(slot, day ordinal, local minute of the day, window labels) at the start of
     the UTC quarter-hour ``block`` in ``zone``. Every zone's UTC offset is a multiple of 15
     minutes, so the local hour, date, half-hour slot and windows hold for the whole quarter."""
-    t = dt.datetime.fromtimestamp(block * 900, _zone(zone))
-    labels = {w: window_bucket(w, t) for w in ("hour", "day", "week")}
+    t = local_datetime(local_minute(zone, block * 15))
+    labels = {w: window_bucket(w, t) for w in WINDOWS}
     return t.weekday() * 48 + t.hour * 2 + t.minute // 30, t.date().toordinal(), t.hour * 60 + t.minute, labels
-
-
-@lru_cache(maxsize=64)
-def _zone(name: str) -> ZoneInfo:
-    return ZoneInfo(name)
 
 
 class Point(NamedTuple):
@@ -94,7 +88,7 @@ def match(index: CampaignIndex, p: Point, m: Moment | None) -> np.ndarray:
         groups.append(len(pos))
         pos.extend(base + t for t in p.tags)
         pos.append(base + len(index.tag_index))
-    neg = _negative_rows(index, p.tags)
+    neg = negative_rows(index, p.tags)
     if neg:  # one gather for both sides; the negative rows form the last group
         groups.append(len(pos))
         pos.extend(neg)
@@ -104,24 +98,32 @@ def match(index: CampaignIndex, p: Point, m: Moment | None) -> np.ndarray:
     else:
         words = np.bitwise_and.reduce(np.bitwise_or.reduceat(rows[pos], groups, axis=0), axis=0)
     if m is not None:
-        words &= index.live_words(m.days)
+        words &= bitset.pack(index.live(m.days)[index.owner])
     return words
 
 
-def _negative_rows(index: CampaignIndex, tags: tuple[int, ...]) -> list[int]:
-    """Rows whose clauses fail: ``all`` rows of tags the request lacks, ``none`` rows of tags it has.
+def negative_rows(index: CampaignIndex, tags: tuple[int, ...]) -> list[int]:
+    """The ``all``/``none`` tag rules, as rows of the index: a clause fails when it is in the
+    ``all`` row of a tag the request lacks or the ``none`` row of a tag it has.
 
-    Cached per tag set: real traffic repeats the same few thousand combinations."""
-    cache = index._neg_cache
-    hit = cache.get(tags)
-    if hit is None:
-        hit = [index.all_base + t for t in index.all_tags_list if t not in tags]
-        if index.none_base < index.rows.shape[0]:
-            hit.extend([index.none_base + t for t in tags])
-        if len(cache) > 65536:
-            cache.clear()
-        cache[tags] = hit
-    return hit
+    (The same rule per clause, for scattered (request, clause) pairs: :func:`tag_rules_hold`;
+    decide's fast path ORs these rows as Python integers, ``targeting.ordered``.)"""
+    out = [index.all_base + t for t in index.all_tags_list if t not in tags]
+    if index.none_base < index.rows.shape[0]:
+        out.extend([index.none_base + t for t in tags])
+    return out
+
+
+def tag_rules_hold(need: np.ndarray, avoid: np.ndarray, have: np.ndarray, position: np.ndarray) -> np.ndarray:
+    """bool[P]: :func:`negative_rows`' rule for pairs: whether requests with tags ``have``
+    (uint64[P, L], a tag mask per request) pass the ``all`` and ``none`` rules of the clauses
+    at ``position`` (int[P]), given each clause's masks ``need`` and ``avoid`` (uint64[m, L],
+    ``targeting.layout.Layout.tag_masks``): one bitmask per clause, not a row per tag."""
+    ok = np.ones(position.size, dtype=bool)
+    for k in range(need.shape[1]):
+        got = have[:, k]
+        ok &= ((need[position, k] & ~got) | (avoid[position, k] & got)) == 0
+    return ok
 
 
 def first_failures(index: CampaignIndex, p: Point, m: Moment) -> dict[int, str]:
@@ -133,10 +135,9 @@ def first_failures(index: CampaignIndex, p: Point, m: Moment) -> dict[int, str]:
     """
     rows = index.rows
     n_tags = len(index.tag_index)
-    today = np.asarray(m.days, dtype=np.int32)[index.zone_of]
     checks: list[tuple[str, np.ndarray]] = [
         ("status", bitset.pack(index.active[index.owner])),
-        ("flight", bitset.pack(((index.start_day <= today) & (today <= index.end_day))[index.owner])),
+        ("flight", bitset.pack(index.in_flight(m.days)[index.owner])),
         ("geo", rows[index.geo_base + p.geo]),
         ("time", np.bitwise_or.reduce(rows[[b + s for b, s in zip(index.time_base, m.slots)]], axis=0)),
         ("gender", rows[index.gender_base + p.gender]),
@@ -145,7 +146,7 @@ def first_failures(index: CampaignIndex, p: Point, m: Moment) -> dict[int, str]:
     tag_ok = np.full(index.n_words, ~np.uint64(0), dtype=np.uint64)
     for base in index.any_base:
         tag_ok &= np.bitwise_or.reduce(rows[[base + t for t in p.tags] + [base + n_tags]], axis=0)
-    neg = _negative_rows(index, p.tags)
+    neg = negative_rows(index, p.tags)
     if neg:
         tag_ok &= ~np.bitwise_or.reduce(rows[neg], axis=0)
     checks.append(("tags", tag_ok))
@@ -170,3 +171,7 @@ def _unpack(words: np.ndarray, n: int) -> np.ndarray:
 
 def sorted_tag_indices(tags: Iterable[str] | None, tag_index: dict[str, int]) -> tuple[int, ...]:
     return tuple(sorted(tag_index[t] for t in tags)) if tags else ()
+
+
+__all__ = ["Moment", "Point", "first_failures", "match", "moment", "negative_rows", "sorted_tag_indices",
+           "tag_rules_hold"]

@@ -43,18 +43,19 @@ import logging
 import os
 import threading
 import weakref
-from functools import lru_cache
 from pathlib import Path
-from typing import Any, cast
-from zoneinfo import ZoneInfo
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from .compiler import CampaignIndex
 from .errors import TargetingError
-from .progress import Progress
+from .localtime import local_minute, local_minutes
 from .request import Request
 from .taxonomy import UNKNOWN, Taxonomy, gender_index
+
+if TYPE_CHECKING:
+    from .batchrequests import Requests
 
 log = logging.getLogger("targeting.model")
 
@@ -108,8 +109,8 @@ class FeatureSpec:
 
         ``gender``/``age``/``scene`` are taxonomy domain indices, ``tags`` int[B, T]
         taxonomy tag indices (sorted) padded with -1. Column order is fixed (the
-        summation order of :meth:`ClickModel.predict`, which must not change)."""
-        lm = _local_minutes(ts)
+        summation order of :meth:`LogisticModel.predict`, which must not change)."""
+        lm = local_minutes(ts, MODEL_ZONE)
         day, minute = np.divmod(lm, 1440)
         out = np.empty((ts.size, len(self.GROUPS) + tags.shape[1]), dtype=np.int64)
         out[:, 0] = self.offset["age_band"] + age_band(age)
@@ -128,23 +129,14 @@ def age_band(age_domain: np.ndarray) -> np.ndarray:
     return np.where(age >= 0, band, 0)
 
 
-def _local_minutes(ts: np.ndarray) -> np.ndarray:
-    if ts.size <= 4:  # decide: one request; avoid pandas' fixed cost
-        return np.array([_local_minute(int(t // 60)) for t in ts.tolist()], dtype=np.int64)
-    from .batchrequests import local_minutes
-
-    return local_minutes(ts, MODEL_ZONE)
-
-
-@lru_cache(maxsize=8192)
-def _local_minute(minute: int) -> int:
-    t = dt.datetime.fromtimestamp(minute * 60, ZoneInfo(MODEL_ZONE))
-    return (t.replace(tzinfo=dt.UTC) - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(minutes=1)
+def age_band_of(age: int | None) -> int:
+    """:func:`age_band` of one age in years (None: unknown), in plain Python (decide's path)."""
+    return 0 if age is None else 1 + bisect.bisect_right(AGE_BAND_EDGES, age)
 
 
 # ------------------------------------------------------------------ inference
-class ClickModel:
-    """A trained model, aligned with one taxonomy. Build with :func:`load_model`.
+class LogisticModel:
+    """A trained model (a :class:`targeting.scoring.SplitModel`), aligned with one taxonomy. Build with :func:`load_model`.
 
     Pure numpy; thread-safe (the only mutable state is a per-index cache)."""
 
@@ -166,7 +158,7 @@ class ClickModel:
         self._scene_index = {s: i + 1 for i, s in enumerate(spec.scenes)}
 
     def __repr__(self) -> str:
-        return f"ClickModel(version={self.version!r}, campaigns={len(self.campaign_ids)})"
+        return f"LogisticModel(version={self.version!r}, campaigns={len(self.campaign_ids)})"
 
     def __getstate__(self) -> dict[str, Any]:  # for Dask workers: caches and locks stay behind
         state = self.__dict__.copy()
@@ -225,13 +217,13 @@ class ClickModel:
 
     def user_logit(self, request: Request) -> np.ndarray:
         """float64[n_categories]: the user part of the logit of one request (``u`` above)."""
-        # one reduction down the rows: the same sequential sum, in the same order, as _user_logits
+        # one reduction down the rows: the same sequential sum, in the same order, as feature_logits
         return cast(np.ndarray, np.add.reduce(self.W[self._features_one(request)], axis=0))
 
-    def user_logits(self, reqs: Any) -> np.ndarray:
+    def user_logits(self, reqs: Requests) -> np.ndarray:
         """float64[B, n_categories]: :meth:`user_logit` of every request of a
-        :class:`targeting.batchmatch.Requests` block."""
-        return self._user_logits(self.spec.user_features(reqs.ts, reqs.gender, reqs.age, reqs.scene, reqs.tags))
+        :class:`targeting.batchrequests.Requests` block."""
+        return self.feature_logits(self.spec.user_features(reqs.ts, reqs.gender, reqs.age, reqs.scene, reqs.tags))
 
     def predict(self, request: Request, campaigns: np.ndarray, index: CampaignIndex) -> np.ndarray:
         """float64[len(campaigns)]: P(click) of ``request`` for each campaign position."""
@@ -241,13 +233,13 @@ class ClickModel:
         """:meth:`predict` from the request's :meth:`user_logit` ``u``."""
         campaigns = np.asarray(campaigns, dtype=np.int64)
         cat = index.category[campaigns]
-        return self._score(u[cat], cat, self.campaign_slots(index)[campaigns])
+        return self.probability(u[cat], cat, self.campaign_slots(index)[campaigns])
 
     def _features_one(self, request: Request) -> list[int]:
         """The row of :meth:`FeatureSpec.user_features` for one request, in plain Python (decide's path)."""
         o = self.spec.offset
-        band = 0 if request.age is None else 1 + bisect.bisect_right(AGE_BAND_EDGES, request.age)
-        lm = _local_minute(int(request.ts // 60))
+        band = age_band_of(request.age)
+        lm = local_minute(MODEL_ZONE, int(request.ts // 60))
         day, minute = divmod(lm, 1440)
         scene = self._scene_index.get(request.scene, UNKNOWN) if request.scene else UNKNOWN
         feats = [o["age_band"] + band, o["gender"] + gender_index(request.gender), o["hour"] + minute // 60,
@@ -256,27 +248,21 @@ class ClickModel:
                             if t in self._tag_index))
         return feats
 
-    def predict_pairs(self, reqs: Any, req: np.ndarray, camp: np.ndarray, index: CampaignIndex) -> np.ndarray:
-        """float64[P]: P(click) of pairs (``reqs`` position ``req[k]``, campaign ``camp[k]``)
-        for a :class:`targeting.batchmatch.Requests` block; equal to :meth:`predict`."""
-        if camp.size == 0:
-            return np.zeros(0)
-        return self.predict_user_pairs(self.user_logits(reqs), req, camp, index)
-
     def predict_user_pairs(self, users: np.ndarray, req: np.ndarray, camp: np.ndarray,
                            index: CampaignIndex) -> np.ndarray:
-        """:meth:`predict_pairs` from the block's :meth:`user_logits` ``users``."""
+        """float64[P]: P(click) of pairs (request ``req[k]`` of a block whose :meth:`user_logits`
+        are ``users``, campaign ``camp[k]``); equal to :meth:`predict`."""
         cat = index.category[camp]
-        return self._score(users[req, cat], cat, self.campaign_slots(index)[camp])
+        return self.probability(users[req, cat], cat, self.campaign_slots(index)[camp])
 
-    def _user_logits(self, feats: np.ndarray) -> np.ndarray:
+    def feature_logits(self, feats: np.ndarray) -> np.ndarray:
         """float64[B, n_categories]: Σ_f W[f, :] over each request's active features (fixed order)."""
         u = np.zeros((feats.shape[0], self.W.shape[1]))
         for f in range(feats.shape[1]):
             u = u + self.W[feats[:, f]]
         return u
 
-    def _score(self, user: np.ndarray, cat: np.ndarray, slot: np.ndarray) -> np.ndarray:
+    def probability(self, user: np.ndarray, cat: np.ndarray, slot: np.ndarray) -> np.ndarray:
         """P(click) from the user part of the logit and each campaign's category and id weights."""
         z = self.bias[cat.astype(np.int64)] + self.campaign[slot] + user
         return 1.0 / (1.0 + np.exp(-(self.a * z + self.b)))
@@ -292,7 +278,7 @@ def _bad(directory: Path, message: str) -> TargetingError:
     return TargetingError(f"model {directory}: {message}", path="model", code="bad_model")
 
 
-def load_model(directory: str | Path, taxonomy: Taxonomy) -> ClickModel:
+def load_model(directory: str | Path, taxonomy: Taxonomy) -> LogisticModel:
     """Read a model directory written by :func:`train`, aligned to ``taxonomy``.
 
     Tags, scenes or categories the model has not seen get zero weight (a new
@@ -340,7 +326,7 @@ def load_model(directory: str | Path, taxonomy: Taxonomy) -> ClickModel:
     if not shapes_ok:
         raise _bad(d, "weights.npz arrays have the wrong shapes for the feature spec")
     W, bias = _align(d, spec, W.astype(np.float64), bias.astype(np.float64), taxonomy)
-    return ClickModel(version=version, spec=FeatureSpec.of(taxonomy), W=W, bias=bias,
+    return LogisticModel(version=version, spec=FeatureSpec.of(taxonomy), W=W, bias=bias,
                       campaign=camp.astype(np.float64), campaign_ids=[str(x) for x in ids.tolist()],
                       calibration=(a, b), meta=meta)
 
@@ -383,207 +369,12 @@ def _align(d: Path, spec: FeatureSpec, W: np.ndarray, bias: np.ndarray,
 
 
 # ------------------------------------------------------------------ training
-def train(
-    log_path: str | Path, *, rules_dir: str | Path, out_dir: str | Path, holdout: float = 0.2,
-    calibration: float = 0.1, C: float = 0.1, seed: int = 0, progress: bool = True,
-) -> dict[str, Any]:
-    """Fit the click model on a click log (contract §5) and write the model directory.
+def train(log_path: str | Path, **options: Any) -> dict[str, Any]:
+    """Fit the click model on a click log and write the model directory: see
+    :func:`targeting.training.train` (scikit-learn is imported there, never on the request path)."""
+    from .training import train as fit
 
-    ``holdout`` of the rows (random, seeded) are kept for the metrics, and
-    ``calibration`` of the rest for the Platt calibration. Log rows whose
-    campaign is not in the rules are dropped with a warning (their category is
-    unknown). Returns the metrics: held-out ``auc``/``log_loss`` of the model,
-    ``truth_auc``/``truth_log_loss`` of the log's ``true_ctr`` on the same rows
-    when present, ``base_log_loss`` (a constant CTR), row and click counts.
-    """
-    # three steps, each named on the bar: the log read, the fit, the calibration and metrics
-    with Progress("train", total=3, unit="steps", enabled=progress) as bar:
-        return _train(log_path, rules_dir=rules_dir, out_dir=out_dir, holdout=holdout, calibration=calibration,
-                      C=C, seed=seed, bar=bar)
-
-
-def _train(
-    log_path: str | Path, *, rules_dir: str | Path, out_dir: str | Path, holdout: float,
-    calibration: float, C: float, seed: int, bar: Progress,
-) -> dict[str, Any]:
-    import time
-
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import log_loss, roc_auc_score
-
-    from .rules import load_rules
-
-    t0 = time.perf_counter()
-
-    def say(msg: str) -> None:
-        bar.status(msg)
-        bar.update(1)
-
-    from .taxonomy import Taxonomy as _Tx
-
-    tx = _Tx.load(Path(rules_dir) / "taxonomy")
-    ruleset = load_rules(rules_dir, tx)
-    data = read_log(log_path, tx, {c.id: c.category for c in ruleset.campaigns})
-    n = data["clicked"].size
-    say(f"read {n:,} rows, {int(data['clicked'].sum()):,} clicks")
-    if not 0 < holdout < 1 or not 0 <= calibration < 1:
-        raise TargetingError("holdout is in (0, 1) and calibration in [0, 1)", path="holdout")
-    spec = FeatureSpec.of(tx)
-    X = _design(spec, data)
-    y = data["clicked"]
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(n)
-    n_test = round(n * holdout)
-    n_cal = round((n - n_test) * calibration)
-    test, cal, fit = order[:n_test], order[n_test:n_test + n_cal], order[n_test + n_cal:]
-    for name, part in (("training", fit), ("held-out", test)):
-        if part.size == 0 or y[part].min() == y[part].max():
-            raise TargetingError(f"the {name} rows have only one label; the log needs clicks and non-clicks",
-                                 path="clicked", code="one_class")
-    say(f"fitting {fit.size:,} rows x {X.shape[1]:,} features")
-    lr = LogisticRegression(C=C, max_iter=300, tol=1e-6)
-    lr.fit(X[fit], y[fit])
-    n_cat, n_camp = len(spec.categories), len(data["campaign_ids"])
-    coef = lr.coef_.ravel()
-    intercept = float(lr.intercept_[0])
-    bias = intercept + coef[:n_cat]
-    camp_w = coef[n_cat:n_cat + n_camp]
-    main = coef[n_cat + n_camp:n_cat + n_camp + spec.n]
-    cross = coef[n_cat + n_camp + spec.n:].reshape(spec.n, n_cat)
-    W = np.zeros((spec.n + 1, n_cat))
-    W[:-1] = main[:, None] + cross
-    raw_model = ClickModel(version="raw", spec=spec, W=W, bias=bias, campaign=camp_w,
-                           campaign_ids=data["campaign_ids"], calibration=(1.0, 0.0), meta={})
-    a, b = 1.0, 0.0
-    if cal.size and y[cal].min() != y[cal].max():
-        z = _logit(_predict_rows(raw_model, data, cal))
-        platt = LogisticRegression(C=1e6, max_iter=200).fit(z[:, None], y[cal])
-        a, b = float(platt.coef_[0, 0]), float(platt.intercept_[0])
-    model = ClickModel(version="new", spec=spec, W=W, bias=bias, campaign=camp_w,
-                       campaign_ids=data["campaign_ids"], calibration=(a, b), meta={})
-    p = _predict_rows(model, data, test)
-    yt = y[test]
-    base = float(y[fit].mean())
-    metrics: dict[str, Any] = {
-        "rows": int(n), "train_rows": int(fit.size), "calibration_rows": int(cal.size), "test_rows": int(test.size),
-        "clicks": int(y.sum()), "test_clicks": int(yt.sum()),
-        "dropped_unknown_campaign_rows": data["dropped"],
-        "auc": float(roc_auc_score(yt, p)), "log_loss": float(log_loss(yt, p, labels=[0, 1])),
-        "base_log_loss": float(log_loss(yt, np.full(yt.size, base), labels=[0, 1])),
-        "calibration": {"a": a, "b": b}, "C": C,
-    }
-    if data["true_ctr"] is not None:
-        pt = np.clip(data["true_ctr"][test], 1e-12, 1 - 1e-12)
-        metrics["truth_auc"] = float(roc_auc_score(yt, pt))
-        metrics["truth_log_loss"] = float(log_loss(yt, pt, labels=[0, 1]))
-        metrics["auc_gap"] = metrics["truth_auc"] - metrics["auc"]
-        metrics["log_loss_ratio"] = metrics["log_loss"] / metrics["truth_log_loss"]
-    info = save_model(out_dir, spec=spec, W=W, bias=bias, campaign=camp_w, campaign_ids=data["campaign_ids"],
-                      calibration=(a, b), metrics=metrics, taxonomy=tx, rules_version=ruleset.version)
-    metrics["version"] = info["version"]
-    metrics["model_dir"] = str(out_dir)
-    metrics["seconds"] = round(time.perf_counter() - t0, 2)
-    say(f"held-out AUC {metrics['auc']:.4f}")
-    return metrics
-
-
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-12, 1 - 1e-12)
-    return np.log(p / (1 - p))
-
-
-def _predict_rows(model: ClickModel, data: dict[str, Any], rows: np.ndarray) -> np.ndarray:
-    cat = data["category"][rows]
-    user = model._user_logits(data["features"][rows])[np.arange(rows.size), cat]
-    return model._score(user, cat, data["campaign"][rows])
-
-
-def _design(spec: FeatureSpec, data: dict[str, Any]) -> Any:
-    """CSR matrix: [category | campaign | user feature | user feature × category]."""
-    from scipy import sparse
-
-    feats, cat, camp = data["features"], data["category"], data["campaign"]
-    n = feats.shape[0]
-    n_cat, n_camp = len(spec.categories), len(data["campaign_ids"])
-    base_main = n_cat + n_camp
-    base_cross = base_main + spec.n
-    active = feats < spec.n
-    cols = [cat[:, None], (n_cat + camp)[:, None],
-            np.where(active, base_main + feats, -1), np.where(active, base_cross + feats * n_cat + cat[:, None], -1)]
-    allc = np.concatenate(cols, axis=1)
-    keep = allc >= 0
-    indptr = np.concatenate([[0], np.cumsum(keep.sum(axis=1))])
-    indices = allc[keep]
-    return sparse.csr_matrix((np.ones(indices.size), indices, indptr), shape=(n, base_cross + spec.n * n_cat))
-
-
-def read_log(path: str | Path, tx: Taxonomy, categories: dict[str, str]) -> dict[str, Any]:
-    """Validate a click log and turn it into feature arrays.
-
-    Raises TargetingError for a missing ``clicked``/``campaign_id`` column,
-    labels other than 0/1 and invalid request attributes (first bad row named)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from .batchrequests import parse_requests
-
-    p = Path(path)
-    if not p.exists():
-        raise TargetingError(f"no click log at {p}", path="log", code="not_found")
-    try:
-        table = pq.read_table(p)
-    except (OSError, ValueError, pa.ArrowException) as e:
-        raise TargetingError(f"{p} is not a readable Parquet file: {e}", path="log") from None
-    for col in ("campaign_id", "clicked"):
-        if col not in table.column_names:
-            raise TargetingError(f"the click log has no {col!r} column (a click log has the request columns, "
-                                 "campaign_id, clicked 0/1)", path=col, code="missing_column")
-    clicked = table.column("clicked")
-    if clicked.null_count:
-        raise TargetingError(f"clicked has {clicked.null_count} null labels; labels are 0 or 1",
-                             path="clicked", code="bad_label")
-    values = clicked.to_numpy(zero_copy_only=False)
-    if values.dtype == bool:
-        values = values.astype(np.int8)
-    if values.dtype.kind not in "iuf" or not np.isin(values, (0, 1)).all():
-        bad = np.flatnonzero(~np.isin(values, (0, 1)))[:1] if values.dtype.kind in "iuf" else [0]
-        v = values[int(bad[0])]
-        raise TargetingError(f"clicked must be 0 or 1; row {int(bad[0])} has {getattr(v, 'item', lambda: v)()!r}",
-                             path=f"clicked[{int(bad[0])}]", code="bad_label")
-    cids = table.column("campaign_id").to_pylist()
-    known = np.array([c in categories for c in cids], dtype=bool)
-    dropped = int((~known).sum())
-    if dropped:
-        unknown = sorted({c for c, k in zip(cids, known) if not k}, key=str)
-        log.warning("click log: %d rows of %d campaigns not in the rules are left out (%s%s)", dropped,
-                    len(unknown), ", ".join(map(str, unknown[:5])), ", ..." if len(unknown) > 5 else "")
-        if not known.any():
-            raise TargetingError("no row of the click log names a campaign of the rules", path="campaign_id",
-                                 code="unknown_campaign")
-        table = table.filter(known)
-        values = values[known]
-        cids = [c for c, k in zip(cids, known) if k]
-    reqs, errors = parse_requests(table, tx, now=0.0)
-    if errors:
-        first = errors[0]["error"]
-        raise TargetingError(f"{len(errors)} invalid rows in the click log; first: {first['message']}",
-                             path=str(first.get("path", "")).replace("requests[", "log["), code="bad_log")
-    campaign_ids = sorted(set(cids))
-    pos = {c: i for i, c in enumerate(campaign_ids)}
-    cat_pos = {c: i for i, c in enumerate(tx.categories)}
-    spec = FeatureSpec.of(tx)
-    true_ctr = None
-    if "true_ctr" in table.column_names:
-        true_ctr = table.column("true_ctr").to_numpy(zero_copy_only=False).astype(np.float64)
-    return {
-        "features": spec.user_features(reqs.ts, reqs.gender, reqs.age, reqs.scene, reqs.tags),
-        "category": np.array([cat_pos[categories[c]] for c in cids], dtype=np.int64),
-        "campaign": np.array([pos[c] for c in cids], dtype=np.int64),
-        "campaign_ids": campaign_ids,
-        "clicked": values.astype(np.int8),
-        "true_ctr": true_ctr,
-        "dropped": dropped,
-    }
+    return fit(log_path, **options)
 
 
 def save_model(out_dir: str | Path, *, spec: FeatureSpec, W: np.ndarray, bias: np.ndarray, campaign: np.ndarray,
@@ -608,3 +399,7 @@ def save_model(out_dir: str | Path, *, spec: FeatureSpec, W: np.ndarray, bias: n
     jtmp.write_text(json.dumps(meta, indent=2, ensure_ascii=False), encoding="utf-8")
     os.replace(jtmp, d / "model.json")
     return meta
+
+
+__all__ = ["FeatureSpec", "LogisticModel", "age_band", "age_band_of", "load_model", "save_model",
+           "train"]

@@ -2,8 +2,8 @@
 
 :func:`targeting.decide.prepare` matches every clause and scores every
 candidate; at 10k campaigns that is a thousand candidates per request, most of
-which cannot make the answer. Here the clause bits are permuted into the
-model's visit order (``batchmatch.ranking_tables``: highest eCPM bound first, or
+which cannot make the answer. Here the clause bits are in the
+model's visit order (:class:`targeting.layout.Layout`: highest eCPM bound first, or
 a learned model's blocks), and each bitset row is one Python ``int``: a
 whole-index AND is a single C loop over a few hundred machine words, with none
 of numpy's per-call cost.
@@ -13,16 +13,16 @@ A request then
 1. ANDs its rows (geo, gender, age, scene, the time slot in each zone, its tag
    combination, live campaigns, minus budget-blocked ones) into one ``int``;
 2. counts the campaigns it holds (``eligible``) with one popcount;
-3. ranks candidates from bit 0 upwards. With the prior model a position's eCPM
-   is known in advance and position order is rank order, so a plain-Python
-   walk over the set bits stops at the ``limit``-th campaign that needs no
-   per-user state. With :class:`targeting.model.ClickModel`, each block of the
-   layout (``targeting.bounds``: CPM campaigns by bid, each category's CPC
-   campaigns by their part of the logit) is walked from its head, a growing
-   chunk at a time and the blocks with the highest bounds first, scored in
-   numpy, until the block's bound for this request is strictly below the
-   ``limit``-th such campaign's eCPM. Any other model:
-   one walk in global-bound order, with the same stop test.
+3. ranks candidates from bit 0 upwards by the one stop rule (:mod:`targeting.stoprule`,
+   the batch scorer's too). With the prior model a position's eCPM is known in
+   advance and position order is rank order, so a plain-Python walk over the set
+   bits stops at the ``limit``-th campaign that needs no per-user state. With a
+   :class:`~targeting.scoring.SplitModel`, each block of the layout
+   (``targeting.bounds``: CPM campaigns by bid, each category's CPC campaigns by
+   their part of the logit) is walked from its head, a growing chunk at a time and
+   the blocks with the highest bounds first, scored in numpy, until the block's
+   bound for this request is strictly below the ``limit``-th such campaign's eCPM.
+   Any other model: one walk in global-bound order, with the same stop test.
 
 The answer is exactly :func:`targeting.decide.prepare`'s (a property test
 compares them): same ranking, ties by campaign id, same contenders for the
@@ -32,39 +32,38 @@ store, same ``eligible``. ``explain`` keeps the exhaustive path.
 from __future__ import annotations
 
 import math
-import threading
 from bisect import bisect_left
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from .batchmatch import byte_bits, ranking_tables
+from . import bitset, stoprule
 from .bounds import BLOCKS_FROM, Blocks
 from .compiler import CampaignIndex
 from .decide import Pending, contenders, decision, point_of, run_starts, state_query
+from .layout import BoundedCache, Layout
 from .matcher import Moment, moment
 from .request import Request
-from .scoring import ClickModel, PriorModel, ecpm
+from .scoring import ClickModel, ecpm
 from .taxonomy import Taxonomy
 
-CACHE_BYTES = 64 << 20  # per cache of combined rows (tag combinations, live sets)
-FIRST_STEP = 512  # positions in the walk's first block (then x4 per block)
+FIRST_STEP = 512  # positions in the walk's first chunk (then stoprule.GROWTH times the last)
 BLOCK_STEP = 256  # the same per block of a Blocks layout (cut at the level: see _walk_blocks)
-SPREAD = 2.0  # a round of the block walk goes down to the request's highest bound over this
 # a walk's scored chunks: (positions, campaigns, pCTR, eCPM) each
 Seen = list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]
 
 
 @dataclass(frozen=True, eq=False)
 class OrderedIndex:
-    """A :class:`CampaignIndex` seen in one model's eCPM-bound order.
+    """A :class:`Layout` as Python integers, for one request at a time.
 
     Position ``i`` is clause ``perm[i]`` of campaign ``owner[i]``; a campaign's
     clauses are adjacent. ``ub[i]`` bounds the eCPM of positions ``i`` and
     beyond (``ub[m] = -inf``). With the prior model the eCPM of a position is
-    known without the request: ``value`` holds it (``exact``)."""
+    known without the request (``exact``; ``heads``)."""
 
+    layout: Layout
     index: CampaignIndex
     model: ClickModel
     rows: list[int]
@@ -88,10 +87,10 @@ class OrderedIndex:
     spread: tuple[tuple[int, int], ...]  # (shift, mask) steps that OR a campaign's bits into its last clause
     full: int
     all_or: tuple[tuple[int, ...], ...]  # all_or[k][i]: OR of the ``all`` rows of all_tags_list[i : i + 2**k]
-    _tags: dict[tuple[int, ...], int] = field(default_factory=dict)
-    _live: dict[tuple[int, ...], int] = field(default_factory=dict)
-    _blocked: dict[int, tuple[Any, int]] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    # derived rows, per tag combination, local dates and blocked set (the layout's cache policy)
+    _tags: BoundedCache[tuple[int, ...], int]
+    _live: BoundedCache[tuple[int, ...], int]
+    _blocked: BoundedCache[int, tuple[Any, int]]
 
     @property
     def m(self) -> int:
@@ -116,7 +115,9 @@ class OrderedIndex:
         return x
 
     def _tag_bits(self, tags: tuple[int, ...]) -> int:
-        """Clauses whose tag conditions hold for exactly the (sorted) ``tags``; cached per combination."""
+        """Clauses whose tag conditions hold for exactly the (sorted) ``tags``; cached per combination.
+        The ``all``/``none`` part is :func:`targeting.matcher.negative_rows` ORed, the ``all`` rows
+        of the tags the request lacks taken a stretch at a time (:meth:`_all_missing`)."""
         hit = self._tags.get(tags)
         if hit is None:
             ix, rows = self.index, self.rows
@@ -131,7 +132,7 @@ class OrderedIndex:
             for t in tags:
                 neg |= rows[ix.none_base + t]
             hit ^= hit & neg  # hit & ~neg without a negative big int (much slower in CPython)
-            self._remember(self._tags, tags, hit)
+            self._tags.put(tags, hit)
         return hit
 
     def _all_missing(self, tags: tuple[int, ...]) -> int:
@@ -152,11 +153,7 @@ class OrderedIndex:
     def _live_bits(self, days: tuple[int, ...]) -> int:
         hit = self._live.get(days)
         if hit is None:
-            today = np.asarray(days, dtype=np.int32)[self.index.zone_of]
-            ix = self.index
-            ok = ix.active & (ix.start_day <= today) & (today <= ix.end_day)
-            hit = _to_int(ok[self.owner])
-            self._remember(self._live, days, hit)
+            hit = self._live.put(days, bitset.to_int(self.index.live(days)[self.owner]))
         return hit
 
     def blocked_bits(self, blocked: dict[int, str]) -> int:
@@ -165,26 +162,14 @@ class OrderedIndex:
         hit = self._blocked.get(id(blocked))
         if hit is None or hit[0] is not blocked:
             if len(blocked) > 64:  # one pass over the positions
-                bits = _to_int(np.isin(self.owner, np.fromiter(blocked, dtype=np.int64, count=len(blocked))))
+                bits = bitset.to_int(np.isin(self.owner, np.fromiter(blocked, dtype=np.int64, count=len(blocked))))
             else:  # a campaign's clauses are one run of positions
                 bits = 0
                 for ci in blocked:
                     start, n = self.run_of[ci]
                     bits |= ((1 << n) - 1) << start
-            hit = (blocked, bits)
-            with self._lock:
-                if len(self._blocked) > 16:
-                    self._blocked.clear()
-                self._blocked[id(blocked)] = hit
+            hit = self._blocked.put(id(blocked), (blocked, bits))
         return hit[1]
-
-    def _remember(self, cache: dict[Any, int], key: Any, value: int) -> None:
-        """Keep ``value``; past ``CACHE_BYTES`` the oldest entry goes (one at a time: clearing
-        thousands of big integers at once is a pause of milliseconds inside some decision)."""
-        with self._lock:
-            if len(cache) * (self.m // 8 + 64) > CACHE_BYTES:
-                del cache[next(iter(cache))]
-            cache[key] = value
 
     def count(self, x: int) -> int:
         """Campaigns with at least one clause in ``x``."""
@@ -194,13 +179,7 @@ class OrderedIndex:
 
     def positions(self, x: int, lo: int, hi: int) -> np.ndarray:
         """int64[]: the set bits of ``x`` in ``[lo, hi)``, ascending."""
-        return _bits((x >> lo) & ((1 << (hi - lo)) - 1), hi - lo) + lo
-
-
-def _bits(chunk: int, width: int) -> np.ndarray:
-    """int64[]: the set bits of ``chunk`` (< 2**width), ascending."""
-    raw = np.frombuffer(chunk.to_bytes((width + 7) // 8, "little"), dtype=np.uint8)
-    return byte_bits(raw)
+        return bitset.int_bits((x >> lo) & ((1 << (hi - lo)) - 1), hi - lo) + lo
 
 
 def _heads(index: CampaignIndex, starts: np.ndarray, value: np.ndarray, pctr: np.ndarray) -> list[dict[str, Any]]:
@@ -211,16 +190,6 @@ def _heads(index: CampaignIndex, starts: np.ndarray, value: np.ndarray, pctr: np
         del d["bid"]
         out.append(d)
     return out
-
-
-def _runs(owner: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """(first position, number of positions) of each of ``n`` campaigns, int64[n] each;
-    ``owner`` (campaign per position) keeps a campaign's positions together."""
-    counts = np.bincount(owner, minlength=n).astype(np.int64)
-    starts = np.zeros(n, dtype=np.int64)
-    first = np.flatnonzero(run_starts(owner))
-    starts[owner[first]] = first
-    return starts, counts
 
 
 def _range_or(level: list[int]) -> tuple[tuple[int, ...], ...]:
@@ -234,63 +203,55 @@ def _range_or(level: list[int]) -> tuple[tuple[int, ...], ...]:
     return tuple(table)
 
 
-def _to_int(bools: np.ndarray) -> int:
-    return int.from_bytes(np.packbits(bools, bitorder="little").tobytes(), "little")
-
-
-def ordered_index(index: CampaignIndex, model: ClickModel, blocks_from: int = BLOCKS_FROM) -> OrderedIndex:
-    """The index in ``model``'s bound order. Built by the engine's snapshot, once per
-    rule set and model, and held there (not cached here: it refers to the index).
+def ordered_index(layout: Layout, blocks_from: int = BLOCKS_FROM) -> OrderedIndex:
+    """``layout`` as Python integers. Built by the engine's snapshot, once per rule set and
+    model, and held there with the layout.
 
     The block walk needs more than ``blocks_from`` clauses: a smaller index is one chunk of
     the global walk, and one round of numpy beats a round per block (300 campaigns:
     88 µs vs 140 µs per decision)."""
-    tables, layout = ranking_tables(index, model)
-    m = index.n_clauses
-    perm = tables.perm
-    owner = tables.owner.astype(np.int64)
-    rows = [int.from_bytes(r.tobytes(), "little") for r in tables.rows[:-1]]
-    ub = tables.ub  # the global bound of each position and everything after it
-    starts, counts = _runs(owner, index.n_campaigns)  # each campaign's positions are one run
-    run_end = (starts + counts)[owner]
+    index, model = layout.index, layout.model
+    assert model is not None, "the identity layout does not rank"
+    m = layout.m
+    perm, owner, ub = layout.perm, layout.owner, layout.ub
+    rows = [int.from_bytes(r.tobytes(), "little") for r in layout.rows[:-1]]
+    starts, counts, run_end = layout.run_start, layout.run_count, layout.run_end
     pos = np.arange(m)
-    is_last = pos == run_end - 1
     same_prev = pos != starts[owner]  # not the first clause of its campaign
     spread = []
-    s, shift = _to_int(same_prev), 1
+    s, shift = bitset.to_int(same_prev), 1
     while shift < (int(counts.max()) if m else 1):
         spread.append((shift, s))
         s &= s << shift
         shift *= 2
-    exact = isinstance(model, PriorModel)
+    exact = layout.exact
     pctr = index.prior_ctr[owner] if exact else np.zeros(0)
-    value = ecpm(index, owner, pctr) if exact else np.zeros(0)
-    if exact and np.any(np.diff(value) > 0):  # the inflated bound tied two different eCPMs: rank per request
-        exact = False
+    value = layout.value[owner] if exact else np.zeros(0)
     free = ~index.needs_user
-    out = OrderedIndex(
-        index=index, model=model, rows=rows, perm=perm, owner=owner, ub=ub, ub_list=ub.tolist(),
-        blocks=layout if m > blocks_from else None,
+    row_bytes = m // 8 + 64
+    return OrderedIndex(
+        layout=layout, index=index, model=model, rows=rows, perm=perm, owner=owner, ub=ub, ub_list=ub.tolist(),
+        blocks=layout.blocks if m > blocks_from else None,
         run_end=run_end, run_end_list=run_end.tolist(), run_of=list(zip(starts.tolist(), counts.tolist())), exact=exact,
         owner_list=owner.tolist(), perm_list=perm.tolist(), free_list=free.tolist(),
         several_list=(counts[owner] > 1).tolist(), free=free,
         heads=_heads(index, starts, value, pctr) if exact else None,
-        floor_key=-value if exact else -ub[:-1], last=_to_int(is_last), spread=tuple(spread), full=(1 << m) - 1,
-        all_or=_range_or([rows[index.all_base + t] for t in index.all_tags_list]),
+        floor_key=-value if exact else -ub[:-1], last=bitset.to_int(pos == run_end - 1), spread=tuple(spread),
+        full=(1 << m) - 1, all_or=_range_or([rows[index.all_base + t] for t in index.all_tags_list]),
+        _tags=BoundedCache(row_bytes), _live=BoundedCache(row_bytes), _blocked=BoundedCache(row_bytes),
     )
-    return out
 
 
 def prepare(
     o: OrderedIndex, tx: Taxonomy, req: Request, blocked: dict[int, str] | None = None,
-    m: Moment | None = None, first_step: int | None = None,
+    mo: Moment | None = None, first_step: int | None = None,
 ) -> Pending:
     """:func:`targeting.decide.prepare` for a request without ``explain``, visiting
     only the head of the bound order."""
     index = o.index
-    m = m or moment(index.zones, req.ts)
+    mo = mo or moment(index.zones, req.ts)
     p = point_of(req, tx, index.tag_index)
-    x = o.match(p, m)
+    x = o.match(p, mo)
     reasons: dict[int, str] = {}
     if x and blocked:
         b = o.blocked_bits(blocked)
@@ -299,7 +260,7 @@ def prepare(
                 hit = np.unique(o.owner[o.positions(x & b, 0, o.m)])
                 reasons = {ci: blocked[ci] for ci in hit.tolist()}
             x ^= x & b
-    pend = Pending(req, m, p, [], [], None, budget_reasons=reasons, heads=o.heads)
+    pend = Pending(req, mo, p, [], [], None, budget_reasons=reasons, heads=o.heads)
     if not x:
         return pend
     floor = req.floor_cpm
@@ -323,7 +284,8 @@ def prepare(
 def _walk_exact(o: OrderedIndex, pend: Pending, x: int, stop: int, step: int) -> list[int]:
     """Prior model: a position's eCPM is known, and position order is rank order. Walk the
     set bits from the lowest, in plain Python (a decision visits tens of them), up to the
-    ``limit``-th campaign that needs no per-user state: everything after it ranks below it.
+    ``limit``-th campaign that needs no per-user state: everything after it ranks below it
+    (the stop rule, :mod:`targeting.stoprule`, when rank order is known).
     Fills ``pend.ranked`` and, for campaigns with several clauses, ``pend.clauses`` (a
     single-clause campaign's clause is known); eCPM and pCTR are in ``pend.heads``.
     Returns the contenders that need state."""
@@ -351,7 +313,7 @@ def _walk_exact(o: OrderedIndex, pend: Pending, x: int, stop: int, step: int) ->
                     return needs
             else:
                 needs.append(ci)
-        lo, step = hi, step * 4
+        lo, step = hi, step * stoprule.GROWTH
     return needs
 
 
@@ -367,7 +329,7 @@ def _walk_scored(o: OrderedIndex, pend: Pending, x: int, stop: int, step: int) -
     while lo < stop:
         hi = int(o.run_end[min(lo + step, stop) - 1])  # never split a campaign's clauses
         pos = o.positions(x, lo, hi)
-        lo, step = hi, step * 4
+        lo, step = hi, step * stoprule.GROWTH
         if not pos.size:
             continue
         camp = o.owner[pos]
@@ -375,25 +337,24 @@ def _walk_scored(o: OrderedIndex, pend: Pending, x: int, stop: int, step: int) -
         q = model.predict(req, c, index)
         seen.append((pos, c, q, ecpm(index, c, q)))
         kth = _kth_free(o, seen, floor, limit)
-        if kth > o.ub_list[lo]:  # strict: a tie with an unvisited campaign may still rank above
+        if stoprule.done(kth, o.ub_list[lo]):
             break
     return _rank_seen(o, pend, seen), lo
 
 
 def _walk_blocks(o: OrderedIndex, pend: Pending, x: int, step: int) -> list[int]:
-    """A model that splits its logit: the threshold algorithm over ``o.blocks``, as the batch
-    walk does it (``batchmatch._decide_blocks``). A block is needed while its bound for this
-    request (:meth:`Blocks.bound_one`) reaches the floor and is not strictly below the
-    ``limit``-th best campaign that needs no state (never again once it is: its bound only
-    falls, that eCPM only rises). Each round sets a level, the higher of that eCPM and the
-    highest bound over ``SPREAD``, and scores, in each needed block whose bound reaches it,
-    the positions whose bound does (at most ``step``, then four times the last, per block):
-    the highest bounds first. With a floor every campaign that reaches it is counted, so the
-    level is the floor. Returns the contenders that need state."""
-    index, model, req, bl = o.index, o.model, pend.request, o.blocks
-    assert bl is not None
+    """A model that splits its logit: the threshold algorithm over ``o.blocks`` by
+    :mod:`targeting.stoprule`, as the batch walk does it (``batchrank._decide_blocks``). A
+    block is needed while its bound for this request (:meth:`Blocks.bound_one`) reaches the
+    floor and is not strictly below the ``limit``-th best campaign that needs no state. Each
+    round scores, in each needed block whose bound reaches the request's level, the positions
+    whose bound does (at most ``step``, then ``GROWTH`` times the last, per block). With a
+    floor every campaign that reaches it is counted (``eligible``), so the level is the floor
+    and the ``limit``-th best stops nothing. Returns the contenders that need state."""
+    index, model, req, bl = o.index, o.layout.split, pend.request, o.blocks
+    assert bl is not None and model is not None
     floor, limit = req.floor_cpm, req.limit
-    user = model.user_logit(req)  # type: ignore[attr-defined]
+    user = model.user_logit(req)
     scales = bl.scales(user).tolist()
     start, run_end = bl.start.tolist(), o.run_end_list
     lo, size = start[:-1], [step] * bl.n_blocks
@@ -402,13 +363,14 @@ def _walk_blocks(o: OrderedIndex, pend: Pending, x: int, step: int) -> list[int]
     seen: Seen = []
     while live:
         needed = []
+        counted = kth if floor <= 0 else -math.inf
         for j, scale in live:
             bound = bl.bound_one(lo[j], scale)
-            if bound >= floor and not (floor <= 0 and kth > bound):  # strict: a tie may still rank above
+            if stoprule.needed(bound, counted, floor):
                 needed.append((bound, j, scale))
         if not needed:
             break
-        level = max(kth, max(b for b, _, _ in needed) / SPREAD) if floor <= 0 else floor
+        level = float(stoprule.level(kth, max(b for b, _, _ in needed))) if floor <= 0 else floor
         log_level = math.log(level) if level > 0 else -math.inf
         mask, live = 0, []
         for bound, j, scale in needed:
@@ -419,16 +381,16 @@ def _walk_blocks(o: OrderedIndex, pend: Pending, x: int, step: int) -> list[int]
                     hi = max(i + 1, bl.below_one(i, hi, log_level, scale))
                 hi = run_end[hi - 1]  # never split a campaign's clauses
                 mask |= ((1 << (hi - i)) - 1) << i
-                lo[j], size[j] = hi, size[j] * 4
+                lo[j], size[j] = hi, size[j] * stoprule.GROWTH
             if lo[j] < end:
                 live.append((j, scale))
         hits = x & mask
         if not hits:
             continue
-        pos = _bits(hits, o.m)
+        pos = bitset.int_bits(hits, o.m)
         camp = o.owner[pos]
         c = camp[run_starts(camp)]  # (a campaign's clauses are adjacent, and in one chunk)
-        q = model.predict_user(user, c, index)  # type: ignore[attr-defined]
+        q = model.predict_user(user, c, index)
         seen.append((pos, c, q, ecpm(index, c, q)))
         kth = _kth_free(o, seen, floor, limit)
     # with a floor, ``pend.ranked`` counts the eligible campaigns: all of them
@@ -441,10 +403,7 @@ def _kth_free(o: OrderedIndex, seen: Seen, floor: float, limit: int) -> float:
     vals = np.concatenate([s[3] for s in seen]) if len(seen) > 1 else seen[0][3]
     camps = np.concatenate([s[1] for s in seen]) if len(seen) > 1 else seen[0][1]
     free_vals = vals[o.free[camps]]
-    free_vals = free_vals[free_vals >= floor]
-    if free_vals.size < limit:
-        return -np.inf
-    return float(-np.partition(-free_vals, limit - 1)[limit - 1])
+    return stoprule.kth_best(free_vals[free_vals >= floor], limit)
 
 
 def _rank_seen(o: OrderedIndex, pend: Pending, seen: Seen, kth: float = -math.inf) -> list[int]:
@@ -476,3 +435,6 @@ def _candidates(o: OrderedIndex, req: Request, x: int, lo: int, stop: int, seen:
     if not camp.size:
         return seen
     return seen + int(np.count_nonzero(ecpm(o.index, camp, o.model.predict(req, camp, o.index)) >= req.floor_cpm))
+
+
+__all__ = ["BLOCK_STEP", "FIRST_STEP", "OrderedIndex", "ordered_index", "prepare"]

@@ -1,4 +1,4 @@
-"""Synthetic user profiles in the contract's Parquet schema (§5), vectorised with numpy.
+"""Synthetic user profiles in the profiles' Parquet schema (docs/files.md), vectorised with numpy.
 
 The model, per user (each draw independent given the ones before it):
 

@@ -189,3 +189,6 @@ def parse_request(raw: Any, taxonomy: Taxonomy, now: float, path: str = "") -> R
         province=province, city=city, gender=gender, age=age, tags=tags, scene=scene,
         slot=None if slot is None else str(slot), limit=limit, floor_cpm=float(floor), explain=explain,
     )
+
+
+__all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "REQUEST_FIELDS", "Request", "parse_request", "parse_ts"]

@@ -16,10 +16,10 @@ import yaml
 
 from .errors import Problem, RulesError
 from .spec import Clause, Spec, SpecError, parse_spec
+from .state import WINDOWS as CAP_WINDOWS
 from .taxonomy import Taxonomy
 
 DEFAULT_TZ = "Asia/Shanghai"
-CAP_WINDOWS = ("hour", "day", "week")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 CAMPAIGN_FIELDS = (
     "id", "advertiser", "status", "start", "end", "bid", "daily_budget",

@@ -9,14 +9,18 @@ their reports.
 from __future__ import annotations
 
 import datetime as dt
+from typing import TypeVar, cast
+
+import numpy as np
 
 HOUR, DAY, WEEK = 3600, 86400, 7 * 86400
-WINDOW_SECONDS = {"hour": HOUR, "day": DAY, "week": WEEK}
+WINDOWS = ("hour", "day", "week")  # the windows of frequency caps (and "day" of spend)
+WINDOW_SECONDS = dict(zip(WINDOWS, (HOUR, DAY, WEEK)))
 PACING_SLACK = 0.05  # share of the daily budget a campaign may run ahead of an even schedule
 
 
 def window_bucket(per: str, local: dt.datetime) -> str:
-    """Label of the calendar window containing ``local`` (a zone-aware local time)."""
+    """Label of the calendar window containing ``local`` (a local wall-clock time)."""
     if per == "hour":
         return local.strftime("h%Y%m%d%H")
     if per == "day":
@@ -39,6 +43,27 @@ def spend_key(campaign_id: str, day: str) -> str:
     return f"spend:{campaign_id}:{day}"
 
 
+F = TypeVar("F", float, np.ndarray)
+
+
+def capped(count: F, cap: F) -> F:
+    """Whether a user who has seen a campaign ``count`` times in its cap window may not see it
+    again (``cap``: impressions allowed per window, ``inf`` for no cap)."""
+    return cast(F, count >= cap)
+
+
+def pacing(spent: np.ndarray, budget: np.ndarray, day_fraction: np.ndarray) -> np.ndarray:
+    """int8[...]: ``MAY_SPEND``, ``OVER_BUDGET`` (spent reached the daily budget) or
+    ``AHEAD_OF_PACE`` (spent reached the budget × (share of the local day elapsed + slack):
+    even pacing) per campaign; a ``nan`` budget (none) may always spend."""
+    over = spent >= budget
+    ahead = ~over & (spent >= budget * np.minimum(1.0, day_fraction + PACING_SLACK))
+    return np.where(over, OVER_BUDGET, np.where(ahead, AHEAD_OF_PACE, MAY_SPEND)).astype(np.int8)
+
+
+MAY_SPEND, OVER_BUDGET, AHEAD_OF_PACE = 0, 1, 2
+
+
 def counter_ttl(per: str) -> int:
     """Keep a window's counter one extra window so late reports still land, then expire."""
     return 2 * WINDOW_SECONDS[per]
@@ -54,3 +79,8 @@ def impression_cost(price: float | None, bid_type: str, bid: float, pctr: float)
     if price is not None:
         return price / 1000.0
     return bid / 1000.0 if bid_type == "cpm" else bid * pctr
+
+
+__all__ = ["AHEAD_OF_PACE", "DAY", "HOUR", "MAY_SPEND", "OVER_BUDGET", "PACING_SLACK", "WEEK", "WINDOWS",
+           "WINDOW_SECONDS", "cap_key", "capped", "counter_ttl", "impression_cost", "pacing", "spend_key",
+           "window_bucket"]

@@ -160,18 +160,18 @@ def request() -> st.SearchStrategy[dict[str, Any]]:
 
 
 def click_model(tx: Taxonomy, campaign_ids: list[str], seed: int, spread: float = 0.5) -> Any:
-    """A :class:`targeting.model.ClickModel` with random weights (feature weights with standard
+    """A :class:`targeting.model.LogisticModel` with random weights (feature weights with standard
     deviation ``spread``, CTRs around 0.5%), knowing every other campaign of ``campaign_ids``
     (the rest are scored by category only), as ``load_model`` would build one."""
     import numpy as np
 
-    from targeting.model import ClickModel, FeatureSpec
+    from targeting.model import FeatureSpec, LogisticModel
 
     spec = FeatureSpec.of(tx)
     rng = np.random.default_rng(seed)
     k = len(spec.categories)
     known = campaign_ids[::2]
-    return ClickModel(version=f"random-{seed}", spec=spec,
+    return LogisticModel(version=f"random-{seed}", spec=spec,
                       W=np.vstack([rng.normal(0, spread, (spec.n, k)), np.zeros((1, k))]),
                       bias=rng.normal(-5, 0.3, k), campaign=rng.normal(0, spread, len(known)),
                       campaign_ids=known, calibration=(float(rng.uniform(0.6, 1.2)), float(rng.normal(0, 0.3))),

@@ -10,12 +10,13 @@ import pytest
 import strategies as S
 from hypothesis import HealthCheck, event, given, reject, settings
 from hypothesis import strategies as st
+from reference import Features, matches
 
 from targeting import Engine, RulesError
 from targeting.compiler import compile_campaigns
 from targeting.request import parse_request
 from targeting.rules import validate_campaigns
-from targeting.spec import EVENTS, Features, matches
+from targeting.spec import EVENTS
 from targeting.stores import Event, MemoryStore
 
 DAY = 86400

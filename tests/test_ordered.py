@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from targeting import Engine, RulesError, ordered
 from targeting.compiler import CampaignIndex, compile_campaigns
 from targeting.decide import finish, prepare
+from targeting.layout import Layout
 from targeting.matcher import moment
 from targeting.request import Request, parse_request
 from targeting.rules import validate_campaigns
@@ -110,7 +111,7 @@ def test_fast_path_equals_exhaustive(data: st.DataObject, model_kind: str, first
     blocked = engine._spend.blocked(snap.index, m, store) if snap.index.budgeted.size else None
     slow = prepare(snap.index, tx, req, model, blocked, m)
     # a learned model's block walk even on these few campaigns (the engine's own walks them in one)
-    o = ordered.ordered_index(snap.index, model, blocks_from=0) if model_kind.startswith("learned") else snap.ordered
+    o = ordered.ordered_index(Layout.of(snap.index, model), blocks_from=0) if model_kind.startswith("learned") else snap.ordered
     fast = ordered.prepare(o, tx, req, blocked, m, first_step=first_step)
     assert sorted(fast.needs) == sorted(slow.needs)
     assert fast.n_candidates == slow.n_candidates

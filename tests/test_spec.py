@@ -14,13 +14,14 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from reference import Features, matches
 
 from targeting.compiler import compile_campaigns
 from targeting.errors import TargetingError
 from targeting.matcher import Point, match, moment, sorted_tag_indices
 from targeting.request import parse_request
 from targeting.rules import validate_campaigns
-from targeting.spec import Features, SpecError, clause_matches, matches, parse_spec
+from targeting.spec import SpecError, clause_matches, parse_spec
 from targeting.taxonomy import WEEKDAYS, Taxonomy, gender_index
 
 

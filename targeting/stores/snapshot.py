@@ -20,7 +20,7 @@ import threading
 import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -89,7 +89,7 @@ class StateSnapshot:
 
     def events_of(self, positions: np.ndarray) -> np.ndarray:
         """object[len(positions)]: the events mapping of each position, None when it has none."""
-        return self._events_of[positions]  # type: ignore[no-any-return]
+        return cast(np.ndarray, self._events_of[positions])
 
     def tables(self, index: Any, advertisers: Sequence[str]) -> IndexTables:
         """The frequency-cap counters of the campaigns of ``index`` (``CampaignIndex``) and who has
@@ -176,3 +176,6 @@ class StateSnapshot:
 
     def __len__(self) -> int:
         return len(self.users)
+
+
+__all__ = ["IndexTables", "StateSnapshot"]

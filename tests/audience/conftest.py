@@ -7,10 +7,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from reference import Features
 
 from targeting.audience import AudienceIndex
 from targeting.population import generate_population
-from targeting.spec import Features
 from targeting.taxonomy import Taxonomy
 
 USERS = 6000

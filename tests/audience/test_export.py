@@ -7,12 +7,13 @@ import hashlib
 
 import pyarrow.parquet as pq
 import pytest
+from reference import matches
 
 from targeting.audience.jobs import ExportJobs
 from targeting.compiler import compile_campaigns
 from targeting.engine import Engine
 from targeting.errors import NotFound, TargetingError, Unavailable
-from targeting.spec import matches, parse_spec
+from targeting.spec import parse_spec
 from targeting.stores import MemoryStore
 
 from .conftest import features

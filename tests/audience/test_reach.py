@@ -7,11 +7,12 @@ import time
 import pytest
 from hypothesis import given, reject, settings
 from hypothesis import strategies as st
+from reference import matches
 
 from targeting.audience import AudienceIndex
 from targeting.audience.reach import AGE_BANDS, TRAFFIC, slot_share
 from targeting.errors import TargetingError, Unavailable
-from targeting.spec import SpecError, matches, parse_spec
+from targeting.spec import SpecError, parse_spec
 from targeting.stores import MemoryStore
 from targeting.stores.base import Event
 

@@ -7,9 +7,12 @@ import random
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from targeting.batchrequests import request_from_row
+from targeting.clicklog import generate_requests
 from targeting.compiler import compile_campaigns
 from targeting.engine import Engine
 from targeting.errors import RulesError
@@ -106,3 +109,22 @@ class FetchOnly:
 
     def add_counters(self, counters: Any) -> None:
         self._store.add_counters(counters)
+
+
+class Setting:
+    """The taxonomy and 400 generated requests, shared by the examples (a short repr: Hypothesis
+    prints the arguments of a failing example)."""
+
+    def __init__(self, tx: Taxonomy, rows: pa.Table) -> None:
+        self.tx, self.rows = tx, rows
+
+    def __repr__(self) -> str:
+        return f"Setting({self.rows.num_rows} requests)"
+
+
+@pytest.fixture(scope="module")
+def setting(tx: Taxonomy, tmp_path_factory: pytest.TempPathFactory) -> Setting:
+    path = tmp_path_factory.mktemp("req") / "r.parquet"
+    return Setting(tx, pq.read_table(generate_requests(path, 400, taxonomy=tx, seed=5, days=2, end=NOW,
+                                                       progress=False)))
+

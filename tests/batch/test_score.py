@@ -14,10 +14,10 @@ from strategies import click_model
 from targeting.batch import score
 from targeting.clicklog import generate_requests
 from targeting.errors import TargetingError
-from targeting.profiles import Profiles
 from targeting.taxonomy import Taxonomy
 
 from .conftest import NOW, FetchOnly, make_engine, request_dict, warm_store
+from .profiles import Profiles
 
 
 def _decisions(path: Path) -> dict[str, list[tuple[Any, ...]]]:

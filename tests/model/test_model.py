@@ -18,7 +18,7 @@ import pytest
 from targeting.batchrequests import parse_requests
 from targeting.engine import Engine
 from targeting.errors import TargetingError
-from targeting.model import ClickModel, load_model, train
+from targeting.model import LogisticModel, load_model, train
 from targeting.request import parse_request
 
 from .conftest import RULES
@@ -38,7 +38,7 @@ def test_training_reports_metrics_against_the_truth(trained: tuple[Path, dict[st
 
 def test_loaded_model_predicts_in_numpy_like_pairs(trained: tuple[Path, dict], engine: Engine) -> None:
     model = load_model(trained[0], engine.taxonomy)
-    assert isinstance(model, ClickModel) and model.version == trained[1]["version"]
+    assert isinstance(model, LogisticModel) and model.version == trained[1]["version"]
     idx = engine.index
     raws = [
         {"user_id": "u1", "ts": "2026-11-21T21:30:00+08:00", "gender": "male", "age": 30,
@@ -55,7 +55,7 @@ def test_loaded_model_predicts_in_numpy_like_pairs(trained: tuple[Path, dict], e
     reqs, errors = parse_requests(table, engine.taxonomy, now=0)
     assert not errors
     req = np.repeat(np.arange(3), camps.size)
-    pairs = model.predict_pairs(reqs, req, np.tile(camps, 3), idx)
+    pairs = model.predict_user_pairs(model.user_logits(reqs), req, np.tile(camps, 3), idx)
     for i, raw in enumerate(raws):
         one = model.predict(parse_request(raw, engine.taxonomy, 0), camps, idx)
         assert one.shape == camps.shape and ((one > 0) & (one < 1)).all()
@@ -84,12 +84,13 @@ def test_fast_path_with_the_learned_model_equals_the_exhaustive_one(trained: tup
     included, as the exhaustive path that ``explain`` takes."""
     from targeting import ordered
     from targeting.decide import finish, prepare
+    from targeting.layout import Layout
     from targeting.matcher import moment
 
     e = Engine.load(RULES, model=trained[0])
     snap = e._snap
     assert not snap.ordered.exact
-    walks = (snap.ordered, ordered.ordered_index(snap.index, snap.model, blocks_from=0))
+    walks = (snap.ordered, ordered.ordered_index(Layout.of(snap.index, snap.model), blocks_from=0))
     assert walks[0].blocks is None and walks[1].blocks is not None
     rng = np.random.default_rng(11)
     tags, scenes = e.taxonomy.tag_ids, list(e.taxonomy.scenes)

@@ -1,7 +1,6 @@
-"""User profiles (contract §5 Parquet schema) with lookup by ``user_id``.
-
-This is the simple columnar lookup decide needs; the user-side bitmap index
-for reach and export lives in :mod:`targeting.audience`.
+"""User profiles (contract §5 Parquet schema) with lookup by ``user_id``: a test double of the
+profile store (``targeting.audience.AudienceIndex`` is the real one): the simple columnar
+lookup decide needs, built from a table in memory.
 """
 
 from __future__ import annotations
