@@ -130,7 +130,9 @@ def cmd_serve(a: argparse.Namespace) -> int:
     if a.workers > 1:  # a reload answered by one worker reaches the others through this file
         os.environ["TARGETING_RELOAD_SIGNAL"] = str(Path(tempfile.mkdtemp(prefix="targeting-serve-")) / "reload")
     env = {"TARGETING_RULES": a.rules, "TARGETING_PROFILES": profiles, "TARGETING_STORE": a.store,
-           "TARGETING_MODEL": a.model, "TARGETING_AUTH": a.auth}
+           "TARGETING_MODEL": a.model, "TARGETING_AUTH": a.auth,
+           "TARGETING_LOG_DIR": a.log_dir, "TARGETING_NOTICE_SECRET": a.notice_secret,  # targeting.delivery
+           "TARGETING_LOG_ROTATE_S": a.log_rotate_seconds}
     for k, v in env.items():
         if v is None:
             os.environ.pop(k, None)
@@ -309,6 +311,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="without --profiles, serve no profiles instead of the generated demo population")
     s.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     s.add_argument("--access-log", action="store_true", help="log every request")
+    s.add_argument("--log-dir", default="var/log", metavar="DIR",
+                   help="delivery log directory (default var/log; 'off': no log)")
+    s.add_argument("--log-rotate-seconds", type=float, metavar="S", help="finish log files this often (default 60)")
+    s.add_argument("--notice-secret", metavar="FILE",
+                   help="key that signs impression ids (made once when absent; default $TARGETING_HOME/notice-secret)")
 
     command("validate", cmd_validate, "Check every campaign file; list every error (exit 1 on errors).")
 
