@@ -256,11 +256,19 @@ def cmd_events_load(a: argparse.Namespace) -> int:
 
     if not Path(a.file).is_file():
         raise UsageError(f"no such events file: {a.file}", path="FILE")
+    from .delivery import attach, ingest
+
     engine = load_engine(a.rules, None, a.store, None)
-    accepted, errors = 0, 0
+    # rows with an impression_id are clicks (targeting.delivery.ingest): signed with the service's key,
+    # logged under --log-dir
+    def delivery() -> Any:
+        return attach(engine, log_dir=a.log_dir, secret_file=a.notice_secret or home() / "notice-secret")
+
+    accepted, errors, clicks = 0, 0, 0
     for batch in events.load_events_file(a.file):
-        result = engine.record_events(batch)
+        result = ingest.record_rows(engine, batch, attach=delivery)
         accepted += result["accepted"]
+        clicks += result["clicks"]
         for err in result["errors"][: max(0, 20 - errors)]:
             print(f"{a.file}: {err.get('path') or '-'}: {err.get('message')}", file=sys.stderr)
         errors += len({e.get("index") for e in result["errors"]})  # rows, not problems
@@ -268,7 +276,10 @@ def cmd_events_load(a: argparse.Namespace) -> int:
             print(f"\revents: {accepted:,} stored, {errors:,} rejected", end="", file=sys.stderr, flush=True)
     if not a.quiet:
         print(file=sys.stderr)
-    print(f"loaded {accepted} events from {a.file}; {errors} row(s) rejected")
+    if engine.delivery is not None:
+        engine.delivery.close()
+    clicked = f" ({clicks} of them clicks)" if clicks else ""
+    print(f"loaded {accepted} events{clicked} from {a.file}; {errors} row(s) rejected")
     return 0 if accepted or not errors else 2
 
 
@@ -388,6 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
                 store=True, parent=esub)
     s.add_argument("file", metavar="FILE")
     s.add_argument("--quiet", action="store_true", help="no progress line")
+    s.add_argument("--log-dir", default="var/log", metavar="DIR", help="delivery log for clicks (default var/log)")
+    s.add_argument("--notice-secret", metavar="FILE", help="the service's impression id key (for clicks)")
     return p
 
 

@@ -39,7 +39,7 @@ def make_engine(rules_dir: Path, log_dir: Path, clock: Clock) -> Iterator[Callab
 
     def make(store: Any = None, log: Path | None = log_dir, **options: Any) -> Engine:
         e = Engine.load(rules_dir, store=store if store is not None else MemoryStore(clock=clock), clock=clock)
-        attach(e, log_dir=log, key=KEY, flush_seconds=0.05, **options)
+        attach(e, log_dir=log, key=KEY, **{"flush_seconds": 0.05, **options})
         engines.append(e)
         return e
 
