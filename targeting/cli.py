@@ -401,6 +401,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--quiet", action="store_true", help="no progress line")
     s.add_argument("--log-dir", default="var/log", metavar="DIR", help="delivery log for clicks (default var/log)")
     s.add_argument("--notice-secret", metavar="FILE", help="the service's impression id key (for clicks)")
+
+    from .delivery.commands import add_report
+
+    add_report(command)  # `targeting report` (targeting/delivery/commands.py)
     return p
 
 

@@ -181,10 +181,10 @@ def report(log_dir: str | Path, *, start: dt.date, end: dt.date, by: str = "day"
         try:
             rows = _query(duckdb, imp_files, clk_files, lo, hi, by, list(dims), advertiser, campaign, tz, private)
             break
-        except duckdb.Error as e:
+        except duckdb.Error:
             culprit = _find_bad(imp_files + clk_files)
             if culprit is None:
-                raise TargetingError(f"the delivery log could not be read: {e}", path="log") from None
+                raise  # not a file's fault
             log.warning("delivery log: skipping unreadable file %s", culprit)
             FILES.mark_bad(culprit)
             skipped.append(culprit)
@@ -217,7 +217,9 @@ def _query(duckdb: Any, imp_files: list[str], clk_files: list[str], lo: dt.datet
     try:
         con.execute("SET TimeZone = 'UTC'")
         where = ["ts >= $lo", "ts < $hi"]
-        params: dict[str, Any] = {"lo": lo, "hi": hi, "tz": tz}
+        params: dict[str, Any] = {"lo": lo, "hi": hi}
+        if by != "total":
+            params["tz"] = tz
         if advertiser is not None:
             where.append("advertiser = $advertiser")
             params["advertiser"] = advertiser
@@ -240,7 +242,7 @@ def _query(duckdb: Any, imp_files: list[str], clk_files: list[str], lo: dt.datet
         keys = [f"{period} AS period"] + [f"{DIMS[d]} AS \"{d}\"" for d in dims]
         users = ", count(DISTINCT user_id) FILTER (WHERE i = 1) AS users" if private and USER_DIMS & set(dims) else ""
         sql = (f"SELECT {', '.join(keys)}, sum(i) AS impressions, sum(c) AS clicks, sum(cost) AS spend{users} "
-               f"FROM ({base}) GROUP BY ALL ORDER BY ALL")
+               f"FROM ({base}) GROUP BY ALL HAVING count(*) > 0 ORDER BY ALL")
         cur = con.execute(sql, params)
         names = [d[0] for d in cur.description]
         out = []
