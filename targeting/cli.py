@@ -216,6 +216,11 @@ def cmd_score(a: argparse.Namespace) -> int:
 def cmd_train(a: argparse.Namespace) -> int:
     from . import model
 
+    if a.from_log is not None:  # the delivery log (targeting/delivery/train.py)
+        from .delivery.train import train_from_log
+
+        emit(train_from_log(a.from_log, rules_dir=a.rules, out_dir=a.out, progress=not a.quiet))
+        return 0
     a.log = _one(a.log_pos, a.log, "LOG")
     if not Path(a.log).exists():
         raise UsageError(f"no such click log: {a.log}", path="--log")
@@ -368,6 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = command("train", cmd_train, "Train the click model from a click log.")
     s.add_argument("log_pos", nargs="?", metavar="LOG", help="click log Parquet (contract §5)")
     s.add_argument("--log", metavar="PATH", help="the same, as an option")
+    s.add_argument("--from-log", metavar="DIR", help="train on a delivery log directory (served impressions "
+                   "joined with their clicks) instead of a click log")
     s.add_argument("--out", required=True, metavar="DIR", help="model directory to write")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
 
