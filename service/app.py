@@ -46,6 +46,8 @@ from targeting.stores.memory import MemoryStore
 
 from . import errors, schemas
 from .auth import OPEN, KeyRing, Principal
+from .delivery_routes import delivery_health
+from .delivery_routes import include as include_delivery
 from .errors import JSONResponse, read_json
 from .metrics import Metrics, MetricsMiddleware
 from .offload import AudiencePool, ReachQuery, install_retry_after, render_metrics
@@ -289,7 +291,7 @@ def create_app(engine: Engine, settings: Settings | None = None) -> FastAPI:
     # -------------------------------------------------------- operations
     @app.get("/healthz", tags=["operations"], summary="Liveness (no key needed)")
     async def healthz() -> Response:
-        return JSONResponse({"status": "ok", "index_version": engine.index.version})
+        return JSONResponse({"status": "ok", "index_version": engine.index.version, **delivery_health(engine)})
 
     @app.get("/metrics", tags=["operations"], summary="Prometheus metrics (admin)")
     async def prometheus(request: Request) -> Response:
@@ -298,6 +300,7 @@ def create_app(engine: Engine, settings: Settings | None = None) -> FastAPI:
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     _include_taxonomy(app, state)
+    include_delivery(app, state)  # /v1/clicks, /v1/reports, /reports (service/delivery_routes.py)
     _mount_static(app, settings.static_dir)
     _fast_path(app, HOT_ROUTES)
     return app
@@ -386,6 +389,8 @@ class _State:
             if callable(fn):
                 fn()
                 break
+        if self.settings.close_engine and self.engine.delivery is not None:
+            self.engine.delivery.close()  # flush the delivery log
         if self.settings.close_engine:
             fn = getattr(self.engine.store, "close", None)
             if callable(fn):

@@ -32,6 +32,9 @@ def from_env(env: Mapping[str, str] | None = None) -> FastAPI:
     env = os.environ if env is None else env
     engine = load_engine(env.get("TARGETING_RULES", "rules/"), env.get("TARGETING_PROFILES") or None,
                          env.get("TARGETING_STORE") or None, env.get("TARGETING_MODEL") or None)
+    from targeting.delivery import attach_from_env
+
+    attach_from_env(engine, env)  # impression ids and the delivery log (TARGETING_LOG_DIR, TARGETING_NOTICE_SECRET)
     auth = env.get("TARGETING_AUTH")
     settings = Settings(
         auth=KeyRing.load(auth) if auth else None,

@@ -111,6 +111,9 @@ class Metrics:
                 if isinstance(v, int):
                     family(f"targeting_store_{attr}_total", "counter", f"Store {attr.replace('_', ' ')}.")
                     out.append(f"targeting_store_{attr}_total {v}")
+        from targeting.delivery.metrics import log_metrics  # the delivery log's own families
+
+        out.extend(log_metrics(engine))
         return "\n".join(out) + "\n"
 
 

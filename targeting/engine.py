@@ -127,6 +127,7 @@ class Engine:
         self._spend = SpendMirror(ttl=budget_refresh_s, max_stale=budget_max_stale_s)
         self._warned = -1e9
         self.stats: collections.Counter[str] = collections.Counter()
+        self.delivery: Any = None  # targeting.delivery.attach: impression ids, clicks, the log
 
     # ------------------------------------------------------------ building
     @classmethod
@@ -252,7 +253,10 @@ class Engine:
         if degraded:
             self.stats["decide_degraded"] += 1
         self.stats["decisions"] += 1
-        return finish(snap.index, self.taxonomy, snap.model, pend, state, degraded)
+        answer = finish(snap.index, self.taxonomy, snap.model, pend, state, degraded)
+        if self.delivery is not None:
+            self.delivery.stamp(answer, pend.request)
+        return answer
 
     def pctr(self, request: Mapping[str, Any], campaign_id: str) -> float:
         """The model's click probability for one request and campaign."""
@@ -267,6 +271,13 @@ class Engine:
 
     # ------------------------------------------------------------- state
     def record_impressions(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """Count impressions toward caps and budgets; with a delivery attached, rows may
+        give an ``impression_id`` (counted once) and are logged (targeting.delivery)."""
+        if self.delivery is not None:
+            return self.delivery.record_impressions(self, rows)
+        return self.count_impressions(rows)
+
+    def count_impressions(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         """Count impressions toward caps and budgets. Good rows are stored even when
         others are bad; bad rows come back by index."""
         snap = self._snap

@@ -178,7 +178,7 @@ def read_log(path: str | Path, tx: Taxonomy, categories: dict[str, str]) -> dict
     for col in ("campaign_id", "clicked"):
         if col not in table.column_names:
             raise TargetingError(f"the click log has no {col!r} column (a click log has the request columns, "
-                                 "campaign_id, clicked 0/1: docs/files.md)", path=col, code="missing_column")
+                                 "campaign_id, clicked 0/1)", path=col, code="missing_column")
     clicked = table.column("clicked")
     if clicked.null_count:
         raise TargetingError(f"clicked has {clicked.null_count} null labels; labels are 0 or 1",

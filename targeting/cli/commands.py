@@ -133,6 +133,12 @@ def cmd_score(a: argparse.Namespace) -> int:
 
 
 def cmd_train(a: argparse.Namespace) -> int:
+    if a.from_log is not None:  # the delivery log (targeting/delivery/train.py)
+        inputs.existing_dir(a.from_log, "--from-log")
+        from ..delivery.train import train_from_log
+
+        emit(train_from_log(a.from_log, rules_dir=inputs.rules_dir(a.rules), out_dir=a.out, progress=not a.quiet))
+        return 0
     log = _one(a.log_pos, a.log, "LOG")
     inputs.parquet(log, "LOG")
     inputs.rules_dir(a.rules)
@@ -191,22 +197,33 @@ def cmd_events_load(a: argparse.Namespace) -> int:
         raise UsageError("events loaded into the in-memory store vanish when this command exits: pass "
                          "--store redis://host:port/db (the store `serve` uses), or --dry-run to only check "
                          "the file", path="--store")
+    from ..delivery import attach, ingest
+
     engine = load_engine(a.rules, None, None if a.dry_run else a.store, None)
-    accepted = rejected = 0
+
+    def delivery() -> Any:  # rows with an impression_id are clicks: signed with the service's key
+        return attach(engine, log_dir=a.log_dir, secret_file=a.notice_secret or inputs.home() / "notice-secret")
+
+    accepted = rejected = clicks = 0
     with Progress("events", unit="events", enabled=not a.quiet) as bar:
         for rows in events.load_events_file(path):
-            result = engine.record_events(rows)  # a dry run records into a throwaway in-memory store
+            # a dry run records into a throwaway in-memory store
+            result = ingest.record_rows(engine, rows, attach=delivery)
             errors, n_ok = result["errors"], result["accepted"]
             accepted += n_ok
+            clicks += result["clicks"]
             for err in errors[: max(0, MAX_SHOWN_REJECTS - rejected)]:
                 inputs.warn(f"{a.file}: {err.get('path') or '-'}: {err.get('message')}")
             rejected += len({e.get("index") for e in errors})  # rows, not problems
             bar.update(len(rows))
             bar.status(f"{rejected:,} rejected")
+    if engine.delivery is not None:
+        engine.delivery.close()
     verb = "checked" if a.dry_run else "loaded"
     if rejected and not accepted:
         raise UsageError(f"{a.file}: no valid event; {rejected} row(s) rejected", path="FILE")
-    print(f"{verb} {accepted} events from {a.file}; {rejected} row(s) rejected")
+    clicked = f" ({clicks} of them clicks)" if clicks else ""
+    print(f"{verb} {accepted} events{clicked} from {a.file}; {rejected} row(s) rejected")
     return 0
 
 

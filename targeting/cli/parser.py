@@ -70,6 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="without --profiles, serve no profiles instead of the generated demo population")
     s.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     s.add_argument("--access-log", action="store_true", help="log every request")
+    s.add_argument("--log-dir", default="var/log", metavar="DIR",
+                   help="delivery log directory (default var/log; 'off': no log); docs/delivery.md")
+    s.add_argument("--log-rotate-seconds", type=float, metavar="S", help="finish log files this often (default 60)")
+    s.add_argument("--notice-secret", metavar="FILE",
+                   help="key that signs impression ids (made once when absent; default var/notice-secret)")
 
     command("validate", cmd_validate, "Check every campaign file; list every error (exit 1 on errors).",
             quiet=False)
@@ -119,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = command("train", cmd_train, "Train the click model from a click log (needs targeting[train]).")
     s.add_argument("log_pos", nargs="?", metavar="LOG", help="click log Parquet: the request columns plus campaign_id, clicked (0/1)")
     s.add_argument("--log", metavar="PATH", help="the same, as an option")
+    s.add_argument("--from-log", metavar="DIR", help="train on a delivery log directory (served impressions "
+                   "joined with their clicks; docs/delivery.md) instead of a click log")
     s.add_argument("--out", required=True, metavar="DIR", help="model directory to write")
 
     g = sub.add_parser("gen", help="Generate synthetic data.", description="Generate synthetic data.")
@@ -145,9 +152,17 @@ def build_parser() -> argparse.ArgumentParser:
     esub.required = True
     s = command("load", cmd_events_load, "Load events from Parquet or JSON lines into the store.",
                 store=True, parent=esub)
-    s.add_argument("file", metavar="FILE", help="events: JSON lines or .parquet of {user_id, advertiser, event, ts}")
+    s.add_argument("file", metavar="FILE", help="events: JSON lines or .parquet of {user_id, advertiser, event, ts}; "
+                   "rows with an impression_id are clicks")
     s.add_argument("--dry-run", action="store_true",
                    help="check the file only (nothing is stored); needed to run without a --store")
+    s.add_argument("--log-dir", default="var/log", metavar="DIR", help="delivery log for clicks (default var/log)")
+    s.add_argument("--notice-secret", metavar="FILE",
+                   help="the service's impression id key, for clicks (default var/notice-secret)")
+
+    from ..delivery.commands import add_report
+
+    add_report(command)  # `targeting report` (targeting/delivery/commands.py)
     return p
 
 

@@ -47,7 +47,9 @@ def cmd_serve(a: argparse.Namespace) -> int:
     if a.workers > 1:  # a reload answered by one worker reaches the others through this file
         os.environ["TARGETING_RELOAD_SIGNAL"] = str(Path(tempfile.mkdtemp(prefix="targeting-serve-")) / "reload")
     env = {"TARGETING_RULES": a.rules, "TARGETING_PROFILES": profiles, "TARGETING_STORE": a.store,
-           "TARGETING_MODEL": a.model, "TARGETING_AUTH": a.auth}
+           "TARGETING_MODEL": a.model, "TARGETING_AUTH": a.auth,
+           "TARGETING_LOG_DIR": a.log_dir, "TARGETING_NOTICE_SECRET": a.notice_secret,  # targeting.delivery
+           "TARGETING_LOG_ROTATE_S": a.log_rotate_seconds}
     for k, v in env.items():
         if v is None:
             os.environ.pop(k, None)

@@ -5,6 +5,7 @@ Layout (format version 1, prefix ``t1``)::
     t1:ev:<advertiser>:<user_id>   hash  event type -> b"<ts>|<expires>"  (latest ts wins)
     t1:c:<user_id>:<key>           string counter of one user (frequency caps)
     t1:g:<key>                     string shared counter (spend per campaign and day)
+    t1:once:<key>                  string idempotency claim (an impression or click id) -> value
 
 Every key of an advertiser's events carries the advertiser id, so a query for
 advertiser B can never read A's hash. ``%`` and ``:`` inside ids are
@@ -58,3 +59,8 @@ def decode_event_value(raw: bytes) -> tuple[float, float]:
     """Inverse of :func:`encode_event_value`: ``(ts, expires)``."""
     ts, _, expires = raw.partition(b"|")
     return float(ts), float(expires)
+
+
+def once_key(key: str) -> bytes:
+    """Idempotency claim ``key`` (``imp:<nonce>``, ``clk:<nonce>``); stored as given."""
+    return b"%s:once:%s" % (PREFIX, key.encode())

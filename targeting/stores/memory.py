@@ -74,6 +74,7 @@ class MemoryStore:
         self._events: dict[str, _Book[tuple[str, str]]] = {}  # user -> (advertiser, event) -> latest ts
         self._counters: dict[str, _Book[str]] = {}  # user ("" for per-campaign counters) -> key -> value
         self._written: dict[str, None] = {}  # users, least recently written first
+        self._once = _Book[str]()  # idempotency keys (claim/claimed/release) -> value
         self._lock = threading.Lock()
         self.max_users = max_users
         self.evicted = 0  # users evicted so far
@@ -156,6 +157,34 @@ class MemoryStore:
                 if book is None:
                     book = self._counters[c.user_id] = _Book()
                 book.put(c.key, book.live(now).get(c.key, 0.0) + c.amount, now + c.ttl)
+
+    def claim(self, keys: Sequence[str], values: Sequence[float], ttl: int) -> list[bool]:
+        """Set each key to its value unless it is set already; True where this call set it.
+        Optional ability (not in the Protocol): impressions and clicks counted once
+        (:mod:`targeting.delivery`). A key repeated within one call is claimed once."""
+        now = self._clock()
+        out = []
+        with self._lock:
+            live = self._once.live(now)
+            for k, v in zip(keys, values):
+                fresh = k not in live
+                if fresh:
+                    self._once.put(k, v, now + ttl)
+                out.append(fresh)
+        return out
+
+    def claimed(self, keys: Sequence[str]) -> list[float | None]:
+        """The value of each claimed key, ``None`` where unclaimed or expired."""
+        with self._lock:
+            live = self._once.live(self._clock())
+            return [live.get(k) for k in keys]
+
+    def release(self, keys: Sequence[str]) -> None:
+        """Forget claims (a write that followed them failed, so a retry must count)."""
+        with self._lock:
+            for k in keys:
+                self._once.values.pop(k, None)
+                self._once.expires.pop(k, None)
 
     def __getstate__(self) -> dict[str, object]:
         """Picklable (e.g. shipped to Dask workers for batch scoring): a consistent copy."""

@@ -24,7 +24,7 @@ from redis.retry import Retry
 
 from .base import Counter, Event, StateQuery, StoreUnavailable, UserState
 from .breaker import CircuitBreaker
-from .keys import counter_key, decode_event_value, encode_event_value, event_key, unescape
+from .keys import counter_key, decode_event_value, encode_event_value, event_key, once_key, unescape
 
 T = TypeVar("T")
 
@@ -292,6 +292,28 @@ class RedisStore:
             return found
 
         return self._guarded(run)
+
+    def claim(self, keys: Sequence[str], values: Sequence[float], ttl: int) -> list[bool]:
+        """SET NX EX per key, pipelined: True where this call set it. Optional ability (see
+        MemoryStore.claim): one claim holds across every process that shares the Redis."""
+
+        def run() -> list[bool]:
+            with self._writer.pipeline(transaction=False) as pipe:
+                for k, v in zip(keys, values):
+                    pipe.set(once_key(k), repr(float(v)), nx=True, ex=max(1, int(ttl)))
+                return [bool(r) for r in pipe.execute()]
+
+        return self._guarded(run) if keys else []
+
+    def claimed(self, keys: Sequence[str]) -> list[float | None]:
+        if not keys:
+            return []
+        raw = self._guarded(lambda: self._writer.mget([once_key(k) for k in keys]))
+        return [None if r is None else float(r) for r in raw]
+
+    def release(self, keys: Sequence[str]) -> None:
+        if keys:
+            self._guarded(lambda: self._writer.delete(*[once_key(k) for k in keys]))
 
     def close(self) -> None:
         self._reader.connection_pool.disconnect()
